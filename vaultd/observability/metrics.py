@@ -1,0 +1,66 @@
+"""Every Prometheus metric vaultd exports, defined once so names and labels stay consistent.
+
+Layers import the objects they update; nothing here computes anything per scrape from the database.
+Gauges whose value lives elsewhere (store totals, Raft indexes) are filled by collectors registered in
+`vaultd.observability.collectors` from in-memory state.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from vaultd import __version__
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+registry: CollectorRegistry = REGISTRY
+
+# --- gRPC (names of the common go-grpc-prometheus / py-grpc-prometheus interceptors) ---
+grpc_server_started_total = Counter(
+    "grpc_server_started_total", "RPCs started on the server.", ["grpc_type", "grpc_service", "grpc_method"])
+grpc_server_handled_total = Counter(
+    "grpc_server_handled_total", "RPCs completed on the server, regardless of success or failure.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"])
+grpc_server_handling_seconds = Histogram(
+    "grpc_server_handling_seconds", "Response latency of RPCs handled by the server.",
+    ["grpc_type", "grpc_service", "grpc_method"], buckets=_LATENCY_BUCKETS)
+
+# --- store ---
+store_apply_seconds = Histogram(
+    "vaultd_store_apply_seconds", "Time to apply one log entry (a batch of commands) to SQLite.",
+    buckets=_LATENCY_BUCKETS)
+store_get_seconds = Histogram("vaultd_store_get_seconds", "Point read latency.", buckets=_LATENCY_BUCKETS)
+store_scan_seconds = Histogram("vaultd_store_scan_seconds", "Scan page read latency.", buckets=_LATENCY_BUCKETS)
+store_commit_seconds = Histogram(
+    "vaultd_store_commit_seconds", "Time from proposing a write to its result on this node.",
+    buckets=_LATENCY_BUCKETS)
+
+# --- raft ---
+raft_leader_changes_seen_total = Counter(
+    "vaultd_raft_leader_changes_seen_total", "Leader changes observed by this node.")
+raft_proposals_committed_total = Counter(
+    "vaultd_raft_proposals_committed_total", "Commands committed and applied through proposals from this node.")
+raft_proposals_failed_total = Counter(
+    "vaultd_raft_proposals_failed_total", "Proposals from this node that failed, by reason.", ["reason"])
+raft_proposals_pending = Gauge(
+    "vaultd_raft_proposals_pending", "Commands waiting to be proposed or for their result on this node.")
+raft_batch_size = Histogram(
+    "vaultd_raft_batch_size", "Commands per proposed log entry (group commit).", buckets=_BATCH_BUCKETS)
+raft_apply_seconds = Histogram(
+    "vaultd_raft_apply_seconds", "Time the Raft thread spends applying one committed entry.",
+    buckets=_LATENCY_BUCKETS)
+raft_journal_fsync_seconds = Histogram(
+    "vaultd_raft_journal_fsync_seconds", "Duration of one journal flush+fsync.", buckets=_LATENCY_BUCKETS)
+raft_snapshot_seconds = Histogram(
+    "vaultd_raft_snapshot_seconds", "Duration of taking a snapshot.", buckets=_LATENCY_BUCKETS)
+raft_snapshot_size_bytes = Gauge("vaultd_raft_snapshot_size_bytes", "Size of the latest snapshot file.")
+raft_snapshots_failed_total = Counter("vaultd_raft_snapshots_failed_total", "Snapshots that failed.")
+raft_read_barriers_total = Counter(
+    "vaultd_raft_read_barriers_total", "Linearizable read barriers completed, by outcome.", ["outcome"])
+raft_read_barrier_seconds = Histogram(
+    "vaultd_raft_read_barrier_seconds", "Latency of linearizable read barriers.", buckets=_LATENCY_BUCKETS)
+
+# --- process ---
+build_info = Info("vaultd_build", "vaultd build information.")
+build_info.info({"version": __version__})
