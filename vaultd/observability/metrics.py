@@ -61,6 +61,10 @@ raft_read_barriers_total = Counter(
 raft_read_barrier_seconds = Histogram(
     "vaultd_raft_read_barrier_seconds", "Latency of linearizable read barriers.", buckets=_LATENCY_BUCKETS)
 
+# --- observability itself ---
+collector_errors_total = Counter(
+    "vaultd_collector_errors_total", "Scrape-time collection sections that failed, by section.", ["section"])
+
 # --- process ---
 build_info = Info("vaultd_build", "vaultd build information.")
 build_info.info({"version": __version__})

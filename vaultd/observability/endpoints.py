@@ -1,0 +1,121 @@
+"""The metrics port: /metrics (Prometheus text format), /healthz (process alive), /readyz (ready to serve).
+
+Why our own small server instead of prometheus_client.start_http_server: the health endpoints must live on
+the same port, and stop() must really release the port (tests and clean shutdown). A ThreadingHTTPServer
+with daemon threads keeps a slow scraper from blocking health probes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from vaultd.observability.health import NodeLike, readiness
+
+log = logging.getLogger("vaultd.observability")
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """'HOST:PORT' (IPv6 as '[::1]:PORT') -> (host, port)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"metrics address must be HOST:PORT, not {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        url = urlsplit(self.path)
+        if url.path == "/metrics":
+            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+        elif url.path in ("/healthz", "/livez"):
+            self._send(200, b"ok\n")
+        elif url.path == "/readyz":
+            self._readyz("verbose" in parse_qs(url.query, keep_blank_values=True))
+        else:
+            self._send(404, b"not found\n")
+
+    def _readyz(self, verbose: bool) -> None:
+        node = self.server.node
+        if node is None:
+            self._send(503, b"[-]node not started\nreadyz check failed\n" if verbose else b"not ready\n")
+            return
+        state = readiness(node)
+        code = 200 if state.ready else 503
+        if not verbose:
+            self._send(code, b"ok\n" if state.ready else b"not ready\n")
+            return
+        lines = [f"[{'+' if c.ok else '-'}]{c.name} {'ok' if c.ok else 'failed'}: {c.detail}" for c in state.checks]
+        lines.append("readyz check passed" if state.ready else "readyz check failed")
+        self._send(code, ("\n".join(lines) + "\n").encode())
+
+    def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+        """Probes every second would drown the log; access logging is off."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], registry: CollectorRegistry, node: NodeLike | None) -> None:
+        self.registry = registry
+        self.node = node
+        self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        super().__init__(addr, _Handler)
+
+
+class ObservabilityServer:
+    """HTTP server on --metrics-addr. `node` may be attached later (set_node) when it starts after us."""
+
+    def __init__(self, addr: str, node: NodeLike | None = None, registry: CollectorRegistry = REGISTRY) -> None:
+        self._server = _Server(parse_addr(addr), registry, node)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def address(self) -> str:
+        host = self._server.server_address[0]
+        return f"[{host}]:{self.port}" if ":" in str(host) else f"{host}:{self.port}"
+
+    def set_node(self, node: NodeLike | None) -> None:
+        self._server.node = node
+
+    def start(self) -> ObservabilityServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="vaultd-metrics-http", daemon=True)
+        self._thread.start()
+        log.info("metrics and health endpoints listening on http://%s", self.address)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+
+def start_http_server(addr: str, node: NodeLike | None = None,
+                      registry: CollectorRegistry = REGISTRY) -> ObservabilityServer:
+    """Bind addr ('HOST:PORT', port 0 picks a free one) and serve in a daemon thread; call .stop() to end."""
+    return ObservabilityServer(addr, node, registry).start()
