@@ -1,0 +1,533 @@
+"""Python client for vaultd: failover across endpoints, safe retries, typed errors, streaming export/import.
+
+    with VaultClient(["127.0.0.1:7101", "127.0.0.1:7102"]) as c:
+        c.put("payments", "stripe_key", b"sk_live_...")
+        print(c.get("payments", "stripe_key").value)
+
+Why retries are safe: every write carries a request id generated once per logical call (uuid4) and reused
+by every attempt, and the server's state machine returns the first outcome for a repeated id. So the client
+retries UNAVAILABLE (no leader, node down, overloaded) and ambiguous outcomes (an attempt that timed out, a
+leader change mid-write) with exponential backoff until the call's own deadline, moving to the next endpoint
+each time. Everything else surfaces at once as a typed `VaultError` subclass carrying the server's
+(code, reason, metadata).
+
+Responses are the vaultd.v1 protobuf messages (Entry, Vault, ...); `message_to_dict` turns one into JSON-able
+data. Thread safety: one VaultClient may be shared by threads (grpc channels are thread-safe; the only
+mutable state is the preferred endpoint index, and a stale read of it only costs a failover).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
+
+__all__ = [
+    "VaultClient", "VaultError", "InvalidArgument", "NotFound", "AlreadyExists", "FailedPrecondition",
+    "VersionMismatch", "LimitExceeded", "Unavailable", "DeadlineExceeded", "Cancelled", "InternalError",
+    "txn_put", "txn_delete", "message_to_dict", "DEFAULT_MAX_MESSAGE_BYTES",
+]
+
+DEFAULT_TIMEOUT = 10.0
+# Client receive limit: the largest answer is a scan page of keys with values up to the value limit (1 MiB
+# default); beyond this the caller should page with a smaller page_size.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+IMPORT_CHUNK_BYTES = 256 * 1024
+_BACKOFF_START = 0.05
+_BACKOFF_MAX = 1.0
+
+T = TypeVar("T")
+
+
+# --- errors ---------------------------------------------------------------------------------------------
+
+class VaultError(Exception):
+    """A failed call: the gRPC status code, the machine-readable reason and its metadata (never a value)."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str]) -> None:
+        super().__init__(f"{reason}: {message}" if message else reason)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.metadata = metadata
+
+
+class InvalidArgument(VaultError):
+    """INVALID_ARGUMENT: bad vault name, key, field or import file (reason says which)."""
+
+
+class NotFound(VaultError):
+    """NOT_FOUND: VAULT_NOT_FOUND or KEY_NOT_FOUND."""
+
+
+class AlreadyExists(VaultError):
+    """ALREADY_EXISTS: VAULT_EXISTS (or an existing key in a fail-if-exists import)."""
+
+
+class FailedPrecondition(VaultError):
+    """FAILED_PRECONDITION other than a version mismatch (e.g. a refused membership change)."""
+
+
+class VersionMismatch(FailedPrecondition):
+    """A compare-and-set lost: `expected` is what the call asked for, `actual` the current version (0: absent)."""
+
+    @property
+    def expected(self) -> int:
+        return int(self.metadata.get("expected_version", "0") or 0)
+
+    @property
+    def actual(self) -> int:
+        return int(self.metadata.get("actual_version", "0") or 0)
+
+
+class LimitExceeded(VaultError):
+    """RESOURCE_EXHAUSTED: TOO_MANY_VAULTS, VAULT_FULL, VALUE_TOO_LARGE, REQUEST_TOO_LARGE, OVERLOADED..."""
+
+
+class Unavailable(VaultError):
+    """UNAVAILABLE after every retry within the deadline: no leader, node(s) down or not ready."""
+
+
+class DeadlineExceeded(VaultError):
+    """The call's deadline passed. For a write the outcome is unknown: retry with the same request_id."""
+
+
+class Cancelled(VaultError):
+    """The call was cancelled."""
+
+
+class InternalError(VaultError):
+    """INTERNAL, UNKNOWN, UNIMPLEMENTED and anything else: a server bug or version skew."""
+
+
+_CODE_CLASSES: dict[grpc.StatusCode, type[VaultError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceeded,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: Cancelled,
+}
+
+
+def _fallback_reason(code: grpc.StatusCode, details: str) -> str:
+    """Reason for statuses produced by gRPC itself (no ErrorInfo): oversize messages, refused connections."""
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        # The client's own receive limit is far above any server answer, so this is the server's verdict.
+        return "REQUEST_TOO_LARGE"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "OVERLOADED"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return "CONNECTION_FAILED"
+    return code.name
+
+
+def error_from_rpc(err: grpc.RpcError) -> VaultError:
+    """Translate a grpc.RpcError into the typed exception, reading google.rpc.ErrorInfo when present."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = (err.details() if hasattr(err, "details") else "") or ""
+    reason, metadata = "", {}
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        status = None
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+                reason, metadata = info.reason, dict(info.metadata)
+                break
+    if not reason:
+        reason = _fallback_reason(code, details)
+    cls = _CODE_CLASSES.get(code, InternalError)
+    if reason == "VERSION_MISMATCH":
+        cls = VersionMismatch
+    return cls(code, reason, details, metadata)
+
+
+def _retryable(exc: VaultError) -> bool:
+    """UNAVAILABLE always; DEADLINE_EXCEEDED of one attempt (the call's own deadline is checked separately)."""
+    return isinstance(exc, (Unavailable, DeadlineExceeded))
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+def txn_put(key: str, value: bytes | str, expected_version: int | None = None) -> vault_pb2.TxnOp:
+    op = vault_pb2.TxnPut(key=key, value=_as_bytes(value))
+    if expected_version is not None:
+        op.expected_version = expected_version
+    return vault_pb2.TxnOp(put=op)
+
+
+def txn_delete(key: str, expected_version: int | None = None) -> vault_pb2.TxnOp:
+    op = vault_pb2.TxnDelete(key=key)
+    if expected_version is not None:
+        op.expected_version = expected_version
+    return vault_pb2.TxnOp(delete=op)
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """Protobuf message -> JSON-able dict (proto field names, bytes as base64, timestamps RFC 3339)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _consistency(value: str | int | None) -> int:
+    if value is None or value == "":
+        return vault_pb2.CONSISTENCY_UNSPECIFIED
+    if isinstance(value, int):
+        return value
+    return vault_pb2.Consistency.Value("CONSISTENCY_" + value.upper())
+
+
+def _enum(enum: Any, prefix: str, value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    return enum.Value(prefix + value.upper().replace("-", "_"))
+
+
+def _new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- the client -----------------------------------------------------------------------------------------
+
+class VaultClient:
+    """A connection to a vaultd cluster through any of `endpoints` ("host:port").
+
+    `timeout` is each call's total budget including retries and failover; `attempt_timeout` bounds one
+    attempt on one node, so a hung node costs at most that before the next endpoint is tried.
+    """
+
+    def __init__(self, endpoints: Sequence[str] | str, timeout: float = DEFAULT_TIMEOUT,
+                 attempt_timeout: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 channel_options: Sequence[tuple[str, Any]] = ()) -> None:
+        if isinstance(endpoints, str):
+            endpoints = [e for e in endpoints.split(",") if e.strip()]
+        self.endpoints = [e.strip() for e in endpoints]
+        if not self.endpoints:
+            raise ValueError("at least one endpoint is required")
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self._options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", -1),  # let the server judge size: it answers RESOURCE_EXHAUSTED
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.enable_retries", 0),  # retries are ours: same request id, failover, deadline-bounded
+            *channel_options,
+        ]
+        self._channels: dict[str, grpc.Channel] = {}
+        self._preferred = 0
+        self._closed = False
+
+    # context manager / lifecycle
+    def __enter__(self) -> VaultClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            channel.close()
+
+    @property
+    def current_endpoint(self) -> str:
+        return self.endpoints[self._preferred % len(self.endpoints)]
+
+    def _channel(self, endpoint: str) -> grpc.Channel:
+        if self._closed:
+            raise RuntimeError("VaultClient is closed")
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = grpc.insecure_channel(endpoint, options=self._options)
+        return channel
+
+    def _vault(self, endpoint: str) -> vault_pb2_grpc.VaultServiceStub:
+        return vault_pb2_grpc.VaultServiceStub(self._channel(endpoint))
+
+    def _cluster(self, endpoint: str) -> cluster_pb2_grpc.ClusterServiceStub:
+        return cluster_pb2_grpc.ClusterServiceStub(self._channel(endpoint))
+
+    # the retry loop
+    def _call(self, invoke: Callable[[str, float, list[tuple[str, str]]], T], timeout: float | None,
+              request_id: str = "", retry: bool = True) -> T:
+        """Run invoke(endpoint, attempt_timeout, metadata) with failover and backoff until the deadline."""
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        metadata = [("x-request-id", request_id)] if request_id else []
+        backoff = _BACKOFF_START
+        attempt = 0
+        while True:
+            endpoint_index = (self._preferred + attempt) % len(self.endpoints)
+            endpoint = self.endpoints[endpoint_index]
+            remaining = deadline - time.monotonic()
+            per_attempt = remaining if self.attempt_timeout is None else min(remaining, self.attempt_timeout)
+            try:
+                result = invoke(endpoint, max(per_attempt, 0.001), metadata)
+                self._preferred = endpoint_index
+                return result
+            except grpc.RpcError as err:
+                error = error_from_rpc(err)
+            attempt += 1
+            if not retry or not _retryable(error):
+                raise error
+            sleep = min(backoff, _BACKOFF_MAX) * random.uniform(0.5, 1.0)
+            if time.monotonic() + sleep >= deadline:
+                raise error
+            # A whole round of endpoints failed: back off before the next round; otherwise fail over at once.
+            if attempt % len(self.endpoints) == 0:
+                time.sleep(sleep)
+                backoff *= 2
+
+    def _unary(self, service: str, method: str, request: Message, timeout: float | None,
+               request_id: str = "", retry: bool = True) -> Any:
+        def invoke(endpoint: str, attempt_timeout: float, metadata: list[tuple[str, str]]) -> Any:
+            stub = self._vault(endpoint) if service == "vault" else self._cluster(endpoint)
+            return getattr(stub, method)(request, timeout=attempt_timeout, metadata=metadata)
+        return self._call(invoke, timeout, request_id, retry)
+
+    # --- vaults ---
+    def create_vault(self, name: str, description: str = "", owner: str = "", tags: Iterable[str] = (),
+                     *, request_id: str | None = None, timeout: float | None = None) -> vault_pb2.Vault:
+        rid = request_id or _new_request_id()
+        req = vault_pb2.CreateVaultRequest(name=name, description=description, owner=owner, tags=list(tags),
+                                           request_id=rid)
+        return self._unary("vault", "CreateVault", req, timeout, rid)
+
+    def get_vault(self, name: str, consistency: str | int | None = None, *,
+                  timeout: float | None = None) -> vault_pb2.Vault:
+        req = vault_pb2.GetVaultRequest(name=name, consistency=_consistency(consistency))
+        return self._unary("vault", "GetVault", req, timeout)
+
+    def update_vault(self, name: str, *, description: str | None = None, owner: str | None = None,
+                     tags: Iterable[str] | None = None, request_id: str | None = None,
+                     timeout: float | None = None) -> vault_pb2.Vault:
+        """Change only the fields given (an update_mask names them)."""
+        rid = request_id or _new_request_id()
+        req = vault_pb2.UpdateVaultRequest(name=name, request_id=rid)
+        if description is not None:
+            req.description = description
+            req.update_mask.paths.append("description")
+        if owner is not None:
+            req.owner = owner
+            req.update_mask.paths.append("owner")
+        if tags is not None:
+            req.tags.extend(tags)
+            req.update_mask.paths.append("tags")
+        if not req.update_mask.paths:
+            raise ValueError("update_vault needs at least one of description, owner, tags")
+        return self._unary("vault", "UpdateVault", req, timeout, rid)
+
+    def list_vaults(self, page_size: int = 0, page_token: str = "", consistency: str | int | None = None, *,
+                    timeout: float | None = None) -> vault_pb2.ListVaultsResponse:
+        req = vault_pb2.ListVaultsRequest(page_size=page_size, page_token=page_token,
+                                          consistency=_consistency(consistency))
+        return self._unary("vault", "ListVaults", req, timeout)
+
+    def iter_vaults(self, page_size: int = 0, consistency: str | int | None = None) -> Iterator[vault_pb2.Vault]:
+        token = ""
+        while True:
+            page = self.list_vaults(page_size, token, consistency)
+            yield from page.vaults
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_vault(self, name: str, *, request_id: str | None = None, timeout: float | None = None) -> int:
+        rid = request_id or _new_request_id()
+        resp = self._unary("vault", "DeleteVault", vault_pb2.DeleteVaultRequest(name=name, request_id=rid),
+                           timeout, rid)
+        return int(resp.deleted_keys)
+
+    def copy_vault(self, source: str, destination: str, *, request_id: str | None = None,
+                   timeout: float | None = None) -> int:
+        rid = request_id or _new_request_id()
+        req = vault_pb2.CopyVaultRequest(source=source, destination=destination, request_id=rid)
+        return int(self._unary("vault", "CopyVault", req, timeout, rid).copied_keys)
+
+    def vault_stats(self, name: str, *, timeout: float | None = None) -> vault_pb2.VaultStats:
+        return self._unary("vault", "GetVaultStats", vault_pb2.GetVaultStatsRequest(name=name), timeout)
+
+    # --- keys ---
+    def put(self, vault: str, key: str, value: bytes | str, expected_version: int | None = None, *,
+            request_id: str | None = None, timeout: float | None = None) -> vault_pb2.PutResponse:
+        """Create or replace a key; with expected_version a compare-and-set (0 = must not exist)."""
+        rid = request_id or _new_request_id()
+        req = vault_pb2.PutRequest(vault=vault, key=key, value=_as_bytes(value), request_id=rid)
+        if expected_version is not None:
+            req.expected_version = expected_version
+        return self._unary("vault", "Put", req, timeout, rid)
+
+    def get(self, vault: str, key: str, consistency: str | int | None = None, *,
+            timeout: float | None = None) -> vault_pb2.Entry:
+        req = vault_pb2.GetRequest(vault=vault, key=key, consistency=_consistency(consistency))
+        return self._unary("vault", "Get", req, timeout)
+
+    def delete(self, vault: str, key: str, expected_version: int | None = None, *,
+               request_id: str | None = None, timeout: float | None = None) -> bool:
+        rid = request_id or _new_request_id()
+        req = vault_pb2.DeleteRequest(vault=vault, key=key, request_id=rid)
+        if expected_version is not None:
+            req.expected_version = expected_version
+        return bool(self._unary("vault", "Delete", req, timeout, rid).deleted)
+
+    def scan(self, vault: str, prefix: str = "", page_size: int = 0, page_token: str = "",
+             keys_only: bool = False, consistency: str | int | None = None, *,
+             timeout: float | None = None) -> vault_pb2.ScanResponse:
+        req = vault_pb2.ScanRequest(vault=vault, prefix=prefix, page_size=page_size, page_token=page_token,
+                                    keys_only=keys_only, consistency=_consistency(consistency))
+        return self._unary("vault", "Scan", req, timeout)
+
+    def iter_scan(self, vault: str, prefix: str = "", page_size: int = 0, keys_only: bool = False,
+                  consistency: str | int | None = None) -> Iterator[vault_pb2.Entry]:
+        """Every entry under prefix, in key order, following page tokens (each page its own call)."""
+        token = ""
+        while True:
+            page = self.scan(vault, prefix, page_size, token, keys_only, consistency)
+            yield from page.entries
+            token = page.next_page_token
+            if not token:
+                return
+
+    def txn(self, vault: str, ops: Iterable[vault_pb2.TxnOp], *, request_id: str | None = None,
+            timeout: float | None = None) -> vault_pb2.TxnResponse:
+        """All-or-nothing puts/deletes (build ops with txn_put / txn_delete)."""
+        rid = request_id or _new_request_id()
+        req = vault_pb2.TxnRequest(vault=vault, ops=list(ops), request_id=rid)
+        return self._unary("vault", "Txn", req, timeout, rid)
+
+    # --- export / import ---
+    def export_vault(self, name: str, consistency: str | int | None = None, *,
+                     timeout: float | None = None) -> Iterator[bytes]:
+        """Consecutive pieces of the vault's native JSON document.
+
+        Fails over only until the first piece arrives: a stream cut midway raises, since a restarted export
+        would be a different point-in-time view.
+        """
+        req = vault_pb2.ExportVaultRequest(name=name, consistency=_consistency(consistency))
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+
+        def invoke(endpoint: str, _attempt: float, metadata: list[tuple[str, str]]) -> tuple[Any, bytes | None]:
+            stream = self._vault(endpoint).ExportVault(req, timeout=max(deadline - time.monotonic(), 0.001),
+                                                       metadata=metadata)
+            first = next(stream, None)
+            return stream, (first.data if first is not None else None)
+
+        stream, first = self._call(invoke, budget)
+        if first is None:
+            return
+        yield first
+        try:
+            for chunk in stream:
+                yield chunk.data
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
+
+    def export_to(self, name: str, out: IO[bytes], consistency: str | int | None = None, *,
+                  progress: Callable[[int], None] | None = None, timeout: float | None = None) -> int:
+        """Write the export to a binary file object; returns the byte count. progress(bytes_so_far)."""
+        total = 0
+        for piece in self.export_vault(name, consistency, timeout=timeout):
+            out.write(piece)
+            total += len(piece)
+            if progress is not None:
+                progress(total)
+        return total
+
+    def import_vault(self, vault: str, source: bytes | IO[bytes], format: str | int = "native",
+                     mode: str | int = "fail_if_exists", *, request_id: str | None = None,
+                     chunk_size: int = IMPORT_CHUNK_BYTES, progress: Callable[[int], None] | None = None,
+                     timeout: float | None = None) -> vault_pb2.ImportVaultResponse:
+        """Stream a file (native export, flat JSON or dotenv) into a vault; all-or-nothing.
+
+        `source` is bytes or a binary file object; a seekable file (or bytes) is re-sent on a retry, a
+        non-seekable one is sent once. format: native | flat_json | dotenv; mode: fail_if_exists |
+        overwrite | skip_existing.
+        """
+        rid = request_id or _new_request_id()
+        header = vault_pb2.ImportHeader(
+            vault=vault, format=_enum(vault_pb2.ImportFormat, "IMPORT_FORMAT_", format),
+            mode=_enum(vault_pb2.ImportMode, "IMPORT_MODE_", mode), request_id=rid)
+        stream_obj: IO[bytes] | None = None if isinstance(source, (bytes, bytearray, memoryview)) else source
+        start = stream_obj.tell() if stream_obj is not None and stream_obj.seekable() else None
+        replayable = stream_obj is None or start is not None
+
+        def chunks() -> Iterator[vault_pb2.ImportChunk]:
+            yield vault_pb2.ImportChunk(header=header)
+            sent = 0
+            if stream_obj is None:
+                data = bytes(source)  # type: ignore[arg-type]
+                pieces: Iterable[bytes] = (data[i:i + chunk_size] for i in range(0, len(data), chunk_size))
+            else:
+                if start is not None:
+                    stream_obj.seek(start)
+                pieces = iter(lambda: stream_obj.read(chunk_size), b"")
+            for piece in pieces:
+                yield vault_pb2.ImportChunk(data=piece)
+                sent += len(piece)
+                if progress is not None:
+                    progress(sent)
+
+        def invoke(endpoint: str, attempt_timeout: float, metadata: list[tuple[str, str]]) -> Any:
+            return self._vault(endpoint).ImportVault(chunks(), timeout=attempt_timeout, metadata=metadata)
+
+        return self._call(invoke, timeout, rid, retry=replayable)
+
+    # --- cluster ---
+    def status(self, *, endpoint: str | None = None, timeout: float | None = None) -> cluster_pb2.NodeStatus:
+        """Status of the node the client talks to (or of `endpoint`, without failover)."""
+        if endpoint is None:
+            return self._unary("cluster", "GetStatus", cluster_pb2.GetStatusRequest(), timeout)
+        return self._cluster(endpoint).GetStatus(cluster_pb2.GetStatusRequest(),
+                                                 timeout=self.timeout if timeout is None else timeout)
+
+    def add_member(self, node_id: str, raft_addr: str, grpc_addr: str = "", *,
+                   timeout: float | None = None) -> cluster_pb2.MembershipResponse:
+        req = cluster_pb2.AddMemberRequest(node_id=node_id, raft_addr=raft_addr, grpc_addr=grpc_addr)
+        return self._unary("cluster", "AddMember", req, timeout)
+
+    def remove_member(self, node_id: str, *, timeout: float | None = None) -> cluster_pb2.MembershipResponse:
+        return self._unary("cluster", "RemoveMember", cluster_pb2.RemoveMemberRequest(node_id=node_id), timeout)
+
+    def get_limits(self, *, timeout: float | None = None) -> cluster_pb2.Limits:
+        return self._unary("cluster", "GetLimits", cluster_pb2.GetLimitsRequest(), timeout)
+
+    def set_limits(self, max_vaults: int = 0, max_keys_per_vault: int = 0, max_value_size: int = 0,
+                   max_scan_results: int = 0, *, timeout: float | None = None) -> cluster_pb2.Limits:
+        """Change replicated limits; 0 keeps a limit. Returns the limits now in force."""
+        req = cluster_pb2.Limits(max_vaults=max_vaults, max_keys_per_vault=max_keys_per_vault,
+                                 max_value_size=max_value_size, max_scan_results=max_scan_results)
+        return self._unary("cluster", "SetLimits", req, timeout)
+
+    def health(self, endpoint: str | None = None, *, timeout: float = 2.0) -> str:
+        """grpc.health.v1 status of one node ("SERVING", "NOT_SERVING", ...), no failover."""
+        stub = health_pb2_grpc.HealthStub(self._channel(endpoint or self.current_endpoint))
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
