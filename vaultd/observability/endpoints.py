@@ -2,7 +2,8 @@
 
 Why our own small server instead of prometheus_client.start_http_server: the health endpoints must live on
 the same port, and stop() must really release the port (tests and clean shutdown). A ThreadingHTTPServer
-with daemon threads keeps a slow scraper from blocking health probes.
+with daemon threads keeps a slow scraper from blocking health probes. /metrics is served as text format
+0.0.4 (all vaultd names are legacy-valid), which every Prometheus 2.x, including Debian's, parses.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from vaultd.observability.health import NodeLike, readiness
 
@@ -36,7 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         url = urlsplit(self.path)
         if url.path == "/metrics":
-            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_PLAIN_0_0_4)
         elif url.path in ("/healthz", "/livez"):
             self._send(200, b"ok\n")
         elif url.path == "/readyz":
