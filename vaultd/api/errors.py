@@ -37,6 +37,8 @@ STORE_REASON_CODES: dict[str, grpc.StatusCode] = {
     "VALUE_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "REQUEST_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "SNAPSHOT_INVALID": grpc.StatusCode.INTERNAL,
+    "INTERNAL": grpc.StatusCode.INTERNAL,
+    "ALREADY_APPLIED": grpc.StatusCode.INTERNAL,
 }
 
 # Replication failures. Unavailable is retryable as is; ambiguous outcomes (the write may have committed)
@@ -107,17 +109,16 @@ def from_exception(exc: BaseException, method: str = "") -> Failure:
     if isinstance(exc, repl_errors.Unavailable):
         reason = str(getattr(exc, "reason", "") or "NO_LEADER")
         return Failure(grpc.StatusCode.UNAVAILABLE, reason, str(exc) or "cluster unavailable, retry",
-                       {"retryable": "true"})
-    if isinstance(exc, repl_errors.Timeout):
-        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, AMBIGUOUS_TIMEOUT,
-                       "outcome unknown: the request may have been applied; retry with the same request_id",
-                       {"retryable": "same_request_id"})
+                       {"retry": "any"})
     if isinstance(exc, repl_errors.LeaderChanged):
         return Failure(grpc.StatusCode.UNAVAILABLE, AMBIGUOUS_LEADER_CHANGE,
                        "leader changed: the request may have been applied; retry with the same request_id",
-                       {"retryable": "same_request_id"})
-    membership_error = getattr(repl_errors, "MembershipError", None)
-    if membership_error is not None and isinstance(exc, membership_error):
+                       {"retry": "same_request_id", "cause": exc.reason})
+    if isinstance(exc, repl_errors.Ambiguous):
+        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, AMBIGUOUS_TIMEOUT,
+                       "outcome unknown: the request may have been applied; retry with the same request_id",
+                       {"retry": "same_request_id", "cause": exc.reason})
+    if isinstance(exc, repl_errors.MembershipError):
         return Failure(grpc.StatusCode.FAILED_PRECONDITION, MEMBERSHIP_REJECTED, str(exc) or MEMBERSHIP_REJECTED)
     log.error("internal error in %s: %s at %s", method or "rpc", type(exc).__name__, _where(exc))
     return Failure(grpc.StatusCode.INTERNAL, INTERNAL, "internal error", {})

@@ -1,0 +1,124 @@
+"""build_server: VaultService, ClusterService, grpc.health.v1 and reflection on one grpc.Server.
+
+Limits, and why:
+- Receive size: the value limit plus room for the key and framing (MAX_RECEIVE_BYTES, 4 MiB at the default
+  1 MiB value limit). grpc core rejects a bigger message itself with RESOURCE_EXHAUSTED ("Received message
+  larger than max") before any handler runs, and the connection stays usable; the client maps that status
+  to reason REQUEST_TOO_LARGE.
+- Concurrency: a fixed thread pool, plus `maximum_concurrent_rpcs`; grpc answers RPCs beyond it with
+  RESOURCE_EXHAUSTED at once rather than queueing without bound.
+- Health: NOT_SERVING until node.is_ready() (a leader exists and this node caught up), refreshed by a small
+  daemon thread, using the same readiness definition as /readyz.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vaultd.api.cluster_service import ClusterServicer
+from vaultd.api.stats import StatsFanout
+from vaultd.api.vault_service import VaultServicer
+from vaultd.observability.health import readiness
+from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
+
+MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+MAX_SEND_BYTES = 64 * 1024 * 1024
+DEFAULT_WORKERS = 32
+DEFAULT_MAX_CONCURRENT_RPCS = 256
+HEALTH_INTERVAL_SECONDS = 0.2
+SERVICE_NAMES = (
+    vault_pb2.DESCRIPTOR.services_by_name["VaultService"].full_name,
+    cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+)
+
+
+class HealthUpdater:
+    """Mirrors readiness into the health servicer for "" and each vaultd service until stopped."""
+
+    def __init__(self, node: Any, servicer: health.HealthServicer, interval: float = HEALTH_INTERVAL_SECONDS):
+        self.node = node
+        self.servicer = servicer
+        self.interval = interval
+        self._stop = threading.Event()
+        self._last: int | None = None
+        self._thread = threading.Thread(target=self._run, name="vaultd-health", daemon=True)
+
+    def start(self) -> None:
+        self.update()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.servicer.enter_graceful_shutdown()
+
+    def update(self) -> None:
+        ready = readiness(self.node).ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        if status != self._last:
+            for name in ("", *SERVICE_NAMES):
+                self.servicer.set(name, status)
+            self._last = status
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.update()
+
+
+class VaultdServer:
+    """The grpc.Server plus the helpers whose lifetime is tied to it (health loop, stats fan-out)."""
+
+    def __init__(self, server: grpc.Server, health_updater: HealthUpdater, fanout: StatsFanout) -> None:
+        self.server = server
+        self.health = health_updater
+        self.fanout = fanout
+
+    def __getattr__(self, name: str) -> Any:  # grpc.Server's API (add_insecure_port, wait_for_termination...)
+        return getattr(self.server, name)
+
+    def start(self) -> None:
+        self.server.start()
+        self.health.start()
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Report NOT_SERVING, refuse new RPCs, let in-flight ones finish within `grace`, then clean up."""
+        self.health.stop()
+        event = self.server.stop(grace)
+        event.wait()
+        self.fanout.close()
+        return event
+
+
+def build_server(*, node: Any, machine: Any, stats: Any, cfg: Any,
+                 interceptors: Sequence[grpc.ServerInterceptor] = ()) -> VaultdServer:
+    """A server bound to cfg.grpc_addr, not yet started. `stats` may be None (access statistics off).
+
+    Optional cfg attributes: grpc_workers, grpc_max_concurrent_rpcs. The result behaves as a grpc.Server
+    (start, stop, wait_for_termination, add_insecure_port) and also owns the health loop.
+    """
+    max_value = machine.reader().limits().max_value_size
+    receive = max(MAX_RECEIVE_BYTES, max_value + 64 * 1024)
+    workers = int(getattr(cfg, "grpc_workers", 0) or DEFAULT_WORKERS)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vaultd-grpc"),
+        interceptors=list(interceptors),
+        options=[("grpc.max_receive_message_length", receive), ("grpc.max_send_message_length", MAX_SEND_BYTES),
+                 ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=int(getattr(cfg, "grpc_max_concurrent_rpcs", 0) or DEFAULT_MAX_CONCURRENT_RPCS))
+    fanout = StatsFanout(machine, stats, cfg.node_id)
+    vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), server)
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server)
+    if server.add_insecure_port(cfg.grpc_addr) == 0:
+        raise OSError(f"cannot bind gRPC address {cfg.grpc_addr}")
+    return VaultdServer(server, HealthUpdater(node, health_servicer), fanout)

@@ -1,0 +1,270 @@
+"""VaultService: requests -> validated store commands through the replicated log; reads after a barrier.
+
+Input is validated with the store's own validators before proposing, so a bad name or an oversize value
+costs no log entry; apply checks again (the log is the authority). Gets, puts, deletes and scans are
+recorded in the node-local access statistics; gets and scans are timed into the store latency histograms.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from vaultd.api import convert, errors
+from vaultd.api.base import ServicerBase, server_stream, unary
+from vaultd.api.stats import StatsFanout
+from vaultd.observability import metrics
+from vaultd.store import commands as cmd
+from vaultd.store import parse_import, validation
+from vaultd.v1 import vault_pb2, vault_pb2_grpc
+
+DEFAULT_PAGE_SIZE = 100
+# An import is parsed on the receiving node, so its whole file is held in memory: bound it.
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+# Entries per ImportChunk log entry stay well under pysyncobj's ~1 MiB practical entry ceiling.
+IMPORT_CHUNK_BYTES = 512 * 1024
+_IMPORT_FORMATS = {
+    vault_pb2.IMPORT_FORMAT_UNSPECIFIED: "native",
+    vault_pb2.IMPORT_FORMAT_NATIVE: "native",
+    vault_pb2.IMPORT_FORMAT_FLAT_JSON: "flat_json",
+    vault_pb2.IMPORT_FORMAT_DOTENV: "dotenv",
+}
+_IMPORT_MODES = {
+    vault_pb2.IMPORT_MODE_UNSPECIFIED: cmd.ImportMode.FAIL_IF_EXISTS,
+    vault_pb2.IMPORT_MODE_FAIL_IF_EXISTS: cmd.ImportMode.FAIL_IF_EXISTS,
+    vault_pb2.IMPORT_MODE_OVERWRITE: cmd.ImportMode.OVERWRITE,
+    vault_pb2.IMPORT_MODE_SKIP_EXISTING: cmd.ImportMode.SKIP_EXISTING,
+}
+_UPDATE_PATHS = frozenset({"description", "owner", "tags"})
+
+
+def _expected(request: Any) -> int | None:
+    if not request.HasField("expected_version"):
+        return None
+    return validation.validate_expected_version(request.expected_version)
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0:
+        raise errors.invalid_argument("page_size must not be negative", field="page_size")
+    return requested or DEFAULT_PAGE_SIZE
+
+
+class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
+    def __init__(self, node: Any, machine: Any, stats: Any, cfg: Any, fanout: StatsFanout) -> None:
+        super().__init__(node, machine, stats, cfg)
+        self.fanout = fanout
+
+    def _record(self, vault: str, key: str, op: str, started: float) -> None:
+        if self.stats is not None:
+            self.stats.record(vault, key, op, time.perf_counter() - started)
+
+    # --- vaults ---
+    @unary
+    def CreateVault(self, request: vault_pb2.CreateVaultRequest, context: grpc.ServicerContext) -> vault_pb2.Vault:
+        command = cmd.CreateVault(
+            name=validation.validate_vault_name(request.name),
+            description=validation.validate_text(request.description, "description",
+                                                 validation.MAX_DESCRIPTION_CHARS),
+            owner=validation.validate_text(request.owner, "owner", validation.MAX_OWNER_CHARS),
+            tags=validation.validate_tags(list(request.tags)))
+        return convert.vault(self.submit(context, request.request_id, command))
+
+    @unary
+    def GetVault(self, request: vault_pb2.GetVaultRequest, context: grpc.ServicerContext) -> vault_pb2.Vault:
+        name = validation.validate_vault_name(request.name)
+        return convert.vault(self.reader(context, request.consistency).get_vault(name))
+
+    @unary
+    def UpdateVault(self, request: vault_pb2.UpdateVaultRequest, context: grpc.ServicerContext) -> vault_pb2.Vault:
+        paths = set(request.update_mask.paths) or set(_UPDATE_PATHS)
+        unknown = paths - _UPDATE_PATHS
+        if unknown:
+            raise errors.invalid_argument("update_mask may name only description, owner and tags",
+                                          field="update_mask")
+        command = cmd.UpdateVault(
+            name=validation.validate_vault_name(request.name),
+            description=(validation.validate_text(request.description, "description",
+                                                  validation.MAX_DESCRIPTION_CHARS)
+                         if "description" in paths else None),
+            owner=(validation.validate_text(request.owner, "owner", validation.MAX_OWNER_CHARS)
+                   if "owner" in paths else None),
+            tags=validation.validate_tags(list(request.tags)) if "tags" in paths else None)
+        return convert.vault(self.submit(context, request.request_id, command))
+
+    @unary
+    def ListVaults(self, request: vault_pb2.ListVaultsRequest,
+                   context: grpc.ServicerContext) -> vault_pb2.ListVaultsResponse:
+        page_size = _page_size(request.page_size)
+        vaults, token = self.reader(context, request.consistency).list_vaults(page_size, request.page_token)
+        return vault_pb2.ListVaultsResponse(vaults=[convert.vault(v) for v in vaults], next_page_token=token or "")
+
+    @unary
+    def DeleteVault(self, request: vault_pb2.DeleteVaultRequest,
+                    context: grpc.ServicerContext) -> vault_pb2.DeleteVaultResponse:
+        command = cmd.DeleteVault(validation.validate_vault_name(request.name))
+        return vault_pb2.DeleteVaultResponse(
+            deleted_keys=self.submit(context, request.request_id, command).deleted_keys)
+
+    @unary
+    def CopyVault(self, request: vault_pb2.CopyVaultRequest,
+                  context: grpc.ServicerContext) -> vault_pb2.CopyVaultResponse:
+        command = cmd.CopyVault(validation.validate_vault_name(request.source),
+                                validation.validate_vault_name(request.destination))
+        return vault_pb2.CopyVaultResponse(
+            copied_keys=self.submit(context, request.request_id, command).copied_keys)
+
+    # --- keys ---
+    @unary
+    def Put(self, request: vault_pb2.PutRequest, context: grpc.ServicerContext) -> vault_pb2.PutResponse:
+        started = time.perf_counter()
+        vault = validation.validate_vault_name(request.vault)
+        key = validation.validate_key(request.key)
+        command = cmd.Put(vault, key, validation.validate_value(request.value, self.limits().max_value_size, key),
+                          _expected(request))
+        result = self.submit(context, request.request_id, command)
+        self._record(vault, key, "put", started)
+        return vault_pb2.PutResponse(version=result.version, revision=result.revision)
+
+    @unary
+    def Get(self, request: vault_pb2.GetRequest, context: grpc.ServicerContext) -> vault_pb2.Entry:
+        vault = validation.validate_vault_name(request.vault)
+        key = validation.validate_key(request.key)
+        reader = self.reader(context, request.consistency)
+        started = time.perf_counter()
+        entry = reader.get(vault, key)
+        elapsed = time.perf_counter() - started
+        metrics.store_get_seconds.observe(elapsed)
+        if self.stats is not None:
+            self.stats.record(vault, key, "get", elapsed)
+        return convert.entry(entry)
+
+    @unary
+    def Delete(self, request: vault_pb2.DeleteRequest, context: grpc.ServicerContext) -> vault_pb2.DeleteResponse:
+        started = time.perf_counter()
+        vault = validation.validate_vault_name(request.vault)
+        key = validation.validate_key(request.key)
+        result = self.submit(context, request.request_id, cmd.Delete(vault, key, _expected(request)))
+        self._record(vault, key, "delete", started)
+        return vault_pb2.DeleteResponse(deleted=result.deleted)
+
+    @unary
+    def Scan(self, request: vault_pb2.ScanRequest, context: grpc.ServicerContext) -> vault_pb2.ScanResponse:
+        vault = validation.validate_vault_name(request.vault)
+        prefix = validation.validate_prefix(request.prefix)
+        page_size = _page_size(request.page_size)
+        reader = self.reader(context, request.consistency)
+        started = time.perf_counter()
+        entries, token = reader.scan(vault, prefix, page_size, request.page_token, request.keys_only)
+        elapsed = time.perf_counter() - started
+        metrics.store_scan_seconds.observe(elapsed)
+        if self.stats is not None:
+            self.stats.record(vault, prefix, "scan", elapsed)
+        return vault_pb2.ScanResponse(entries=[convert.entry(e) for e in entries], next_page_token=token or "")
+
+    @unary
+    def Txn(self, request: vault_pb2.TxnRequest, context: grpc.ServicerContext) -> vault_pb2.TxnResponse:
+        started = time.perf_counter()
+        vault = validation.validate_vault_name(request.vault)
+        if not request.ops:
+            raise errors.invalid_argument("a transaction needs at least one op", field="ops")
+        max_value = self.limits().max_value_size
+        ops: list[cmd.TxnOp] = []
+        for i, op in enumerate(request.ops):
+            kind = op.WhichOneof("op")
+            if kind is None:
+                raise errors.invalid_argument(f"op {i} is neither put nor delete", field=f"ops[{i}]")
+            body = getattr(op, kind)
+            key = validation.validate_key(body.key)
+            expected = _expected(body)
+            if kind == "put":
+                ops.append(cmd.TxnPut(key, validation.validate_value(body.value, max_value, key), expected))
+            else:
+                ops.append(cmd.TxnDelete(key, expected))
+        result = self.submit(context, request.request_id, cmd.Txn(vault, tuple(ops)))
+        for op_cmd in ops:
+            self._record(vault, op_cmd.key, "put" if isinstance(op_cmd, cmd.TxnPut) else "delete", started)
+        return convert.txn_response(result)
+
+    # --- export / import ---
+    @server_stream
+    def ExportVault(self, request: vault_pb2.ExportVaultRequest,
+                    context: grpc.ServicerContext) -> Iterator[vault_pb2.ExportChunk]:
+        name = validation.validate_vault_name(request.name)
+        for piece in self.reader(context, request.consistency).export(name):
+            yield vault_pb2.ExportChunk(data=piece)
+
+    @unary
+    def ImportVault(self, request_iterator: Iterator[vault_pb2.ImportChunk],
+                    context: grpc.ServicerContext) -> vault_pb2.ImportVaultResponse:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("chunk") != "header":
+            raise errors.invalid_argument("the first ImportChunk must be the header", field="header")
+        header = first.header
+        vault = validation.validate_vault_name(header.vault)
+        fmt = _IMPORT_FORMATS.get(header.format)
+        mode = _IMPORT_MODES.get(header.mode)
+        if fmt is None or mode is None:
+            raise errors.invalid_argument("unknown import format or mode", field="format" if fmt is None else "mode")
+        data = bytearray()
+        for chunk in request_iterator:
+            if chunk.WhichOneof("chunk") != "data":
+                raise errors.invalid_argument("only the first ImportChunk may be a header", field="header")
+            data += chunk.data
+            if len(data) > MAX_IMPORT_BYTES:
+                raise errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE",
+                                      f"import files are limited to {MAX_IMPORT_BYTES} bytes",
+                                      {"max": str(MAX_IMPORT_BYTES)})
+        entries = parse_import(bytes(data), fmt)
+        max_value = self.limits().max_value_size
+        for entry in entries:
+            validation.validate_key(entry.key)
+            validation.validate_value(entry.value, max_value, entry.key)
+        result = self._import(context, header.request_id or str(uuid.uuid4()), vault, mode, entries)
+        return vault_pb2.ImportVaultResponse(imported=result.imported, skipped=result.skipped,
+                                             overwritten=result.overwritten)
+
+    def _import(self, context: grpc.ServicerContext, request_id: str, vault: str, mode: cmd.ImportMode,
+                entries: list[cmd.ImportEntry]) -> Any:
+        """One Import entry when it fits, else ImportBegin / ImportChunk... / ImportCommit.
+
+        Each step has its own request id derived from the call's, so a retried import replays finished
+        steps from the dedup table and the commit checks that every chunk was staged.
+        """
+        chunks = _split(entries)
+        if len(chunks) <= 1:
+            return self.submit(context, request_id, cmd.Import(vault, mode, tuple(chunks[0] if chunks else ())))
+        import_id = request_id
+        self.submit(context, f"{request_id}/begin", cmd.ImportBegin(import_id, vault, mode))
+        for seq, part in enumerate(chunks):
+            self.submit(context, f"{request_id}/chunk/{seq}", cmd.ImportChunk(import_id, tuple(part), seq))
+        return self.submit(context, f"{request_id}/commit", cmd.ImportCommit(import_id, len(chunks)))
+
+    # --- stats ---
+    @unary
+    def GetVaultStats(self, request: vault_pb2.GetVaultStatsRequest,
+                      context: grpc.ServicerContext) -> vault_pb2.VaultStats:
+        name = validation.validate_vault_name(request.name)
+        info = self.reader(context).get_vault(name)
+        return self.fanout.vault_stats(info, context)
+
+
+def _split(entries: list[cmd.ImportEntry]) -> list[list[cmd.ImportEntry]]:
+    """Consecutive groups of entries whose encoded size stays under IMPORT_CHUNK_BYTES (one per log entry)."""
+    chunks: list[list[cmd.ImportEntry]] = []
+    current: list[cmd.ImportEntry] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(entry.key.encode()) + len(entry.value) + 16
+        if current and size + entry_size > IMPORT_CHUNK_BYTES:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry_size
+    if current:
+        chunks.append(current)
+    return chunks
