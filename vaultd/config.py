@@ -1,0 +1,383 @@
+"""Node configuration: TOML file, then VAULTD_* environment variables, then command-line flags (later wins).
+
+Why one table of fields (`FIELDS`) drives all three sources: every setting then has exactly one name per
+source, one parser and one recorded origin, which is what `vaultd config show` prints. The cluster secret is
+never stored in a field that is printed: `config show` redacts it, and `NodeConfig.read_secret()` reads the
+secret file (or VAULTD_CLUSTER_SECRET) only when the node starts.
+
+Layout of the TOML file (every key optional; flags and env override):
+
+    node_id = "n1"
+    data_dir = "/var/lib/vaultd"
+    raft_addr = "10.0.0.1:7000"
+    peers = ["n2=10.0.0.2:7000", "10.0.0.3:7000"]     # other members; "ID=" prefix optional
+    grpc_addr = "10.0.0.1:8000"
+    metrics_addr = "10.0.0.1:9100"
+    cluster_secret_file = "/etc/vaultd/secret"
+    unsafe_no_fsync = false
+    log_format = "text"          # or "json"
+    log_level = "INFO"
+    slow_request_ms = 1000
+    [limits]                     # bootstrap limits: applied once to a new cluster, later only via SetLimits
+    max_vaults = 1000
+    max_keys_per_vault = 10000
+    max_value_size = 1048576
+    max_scan_results = 1000
+    [raft]                       # tuning; see vaultd/replication/DESIGN.md
+    append_entries_period = 0.01
+    ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "VAULTD_"
+SECRET_ENV = "VAULTD_CLUSTER_SECRET"
+REDACTED = "<redacted>"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting and its source, never a secret."""
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _parse_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def parse_hostport(addr: str) -> tuple[str, int]:
+    """'host:port' -> (host, port); IPv6 hosts in brackets."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: its TOML location, environment name, optional flag, and parser for env/flag text."""
+
+    name: str
+    section: str              # "" = top level of the TOML file
+    parse: Callable[[str], Any]
+    flag: str | None = None
+    help: str = ""
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("node_id", "", str, "--node-id", "this node's id, e.g. n1"),
+    Field("data_dir", "", str, "--data-dir", "data directory (created if missing)"),
+    Field("raft_addr", "", str, "--raft-addr", "HOST:PORT of this node's Raft port"),
+    Field("peers", "", _parse_list, "--peer", "another member's Raft HOST:PORT (optionally ID=HOST:PORT); repeat"),
+    Field("grpc_addr", "", str, "--grpc-addr", "HOST:PORT for the gRPC API"),
+    Field("metrics_addr", "", str, "--metrics-addr", "HOST:PORT for /metrics /healthz /readyz ('' disables)"),
+    Field("cluster_secret_file", "", str, "--cluster-secret-file", "file holding the cluster secret (one line)"),
+    Field("unsafe_no_fsync", "", _parse_bool, "--unsafe-no-fsync",
+          "UNSAFE: do not fsync the Raft journal (acknowledged writes can be lost on power failure)"),
+    Field("log_format", "", str, "--log-format", "text or json"),
+    Field("log_level", "", str, "--log-level", "DEBUG, INFO, WARNING, ERROR"),
+    Field("slow_request_ms", "", int, "--slow-request-ms", "log requests slower than this"),
+    Field("max_vaults", "limits", int),
+    Field("max_keys_per_vault", "limits", int),
+    Field("max_value_size", "limits", int),
+    Field("max_scan_results", "limits", int),
+    Field("append_entries_use_batch", "raft", _parse_bool),
+    Field("append_entries_period", "raft", float),
+    Field("auto_tick_period", "raft", float),
+    Field("raft_min_timeout", "raft", float),
+    Field("raft_max_timeout", "raft", float),
+    Field("leader_fallback_timeout", "raft", float),
+    Field("log_compaction_min_entries", "raft", int),
+    Field("log_compaction_min_time", "raft", float),
+    Field("journal_max_bytes", "raft", int),
+    Field("batch_max_bytes", "raft", int),
+    Field("entry_max_bytes", "raft", int),
+    Field("batch_linger_ms", "raft", float),
+    Field("max_inflight_entries", "raft", int),
+    Field("max_pending_commands", "raft", int),
+    Field("ready_window_seconds", "raft", float),
+    Field("shutdown_grace_seconds", "raft", float),
+)
+_BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass
+class NodeConfig:
+    """Effective settings of one node. `sources` maps each field name to where its value came from."""
+
+    node_id: str = ""
+    data_dir: str = ""
+    raft_addr: str = ""
+    peers: list[str] = field(default_factory=list)
+    grpc_addr: str = "127.0.0.1:8000"
+    metrics_addr: str = "127.0.0.1:9100"
+    cluster_secret_file: str = ""
+    unsafe_no_fsync: bool = False
+    log_format: str = "text"
+    log_level: str = "INFO"
+    slow_request_ms: int = 1000
+    # bootstrap limits (None = the store's default)
+    max_vaults: int | None = None
+    max_keys_per_vault: int | None = None
+    max_value_size: int | None = None
+    max_scan_results: int | None = None
+    # Raft tuning (measured: benchmarks/bench_replication.py, figures in vaultd/replication/DESIGN.md)
+    append_entries_use_batch: bool = False
+    append_entries_period: float = 0.05
+    auto_tick_period: float = 0.005
+    raft_min_timeout: float = 0.5
+    raft_max_timeout: float = 1.2
+    leader_fallback_timeout: float = 2.5
+    log_compaction_min_entries: int = 2000
+    log_compaction_min_time: float = 300.0
+    journal_max_bytes: int = 64 * 1024 * 1024
+    batch_max_bytes: int = 64 * 1024
+    entry_max_bytes: int = 1024 * 1024 + 64 * 1024
+    batch_linger_ms: float = 0.0
+    max_inflight_entries: int = 2
+    max_pending_commands: int = 20000
+    ready_window_seconds: float = 3.0
+    shutdown_grace_seconds: float = 5.0
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # Only for `vaultd dev` and tests: a secret handed over in memory instead of via a file.
+    cluster_secret: str | None = field(default=None, repr=False, compare=False)
+
+    # --- derived paths -----------------------------------------------------------------------------------
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.data_dir, "state.db")
+
+    @property
+    def stats_path(self) -> str:
+        return os.path.join(self.data_dir, "access_stats.db")
+
+    @property
+    def raft_dir(self) -> str:
+        return os.path.join(self.data_dir, "raft")
+
+    @property
+    def peer_addrs(self) -> list[str]:
+        """Raft addresses of the other members (the optional `ID=` prefix stripped)."""
+        return [split_peer(p)[1] for p in self.peers]
+
+    @property
+    def peer_ids(self) -> dict[str, str]:
+        """raft_addr -> node id for peers given as ID=HOST:PORT (seeds the members table)."""
+        return {addr: pid for pid, addr in map(split_peer, self.peers) if pid}
+
+    @property
+    def slow_request_seconds(self) -> float:
+        return self.slow_request_ms / 1000.0
+
+    def bootstrap_limits(self) -> dict[str, int]:
+        """The [limits] values that were set (others keep the store's defaults)."""
+        out = {}
+        for name in ("max_vaults", "max_keys_per_vault", "max_value_size", "max_scan_results"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = int(value)
+        return out
+
+    def read_secret(self) -> str | None:
+        """The cluster secret: in-memory (dev), VAULTD_CLUSTER_SECRET, or the first line of the secret file."""
+        if self.cluster_secret:
+            return self.cluster_secret
+        env = os.environ.get(SECRET_ENV, "").strip()
+        if env:
+            return env
+        if not self.cluster_secret_file:
+            return None
+        try:
+            with open(self.cluster_secret_file, encoding="utf-8") as f:
+                secret = f.readline().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read cluster secret file {self.cluster_secret_file}: "
+                              f"{exc.strerror or type(exc).__name__}") from None
+        return secret or None
+
+    def validate(self) -> None:
+        """Check what a serving node needs; raises ConfigError naming the setting."""
+        for name in ("node_id", "data_dir", "raft_addr", "grpc_addr"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required (flag {_BY_NAME[name].flag}, env {_BY_NAME[name].env})")
+        for name in ("raft_addr", "grpc_addr") + (("metrics_addr",) if self.metrics_addr else ()):
+            try:
+                parse_hostport(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        for peer in self.peers:
+            try:
+                parse_hostport(split_peer(peer)[1])
+            except ValueError as exc:
+                raise ConfigError(f"peer: {exc}") from None
+        if self.raft_addr in self.peer_addrs:
+            raise ConfigError("--peer lists the other members only; this node's own address is --raft-addr")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
+        if not self.raft_min_timeout < self.raft_max_timeout:
+            raise ConfigError("raft_min_timeout must be below raft_max_timeout")
+
+
+def split_peer(peer: str) -> tuple[str, str]:
+    """'n2=host:port' -> ('n2', 'host:port'); 'host:port' -> ('', 'host:port')."""
+    pid, sep, addr = peer.partition("=")
+    return (pid.strip(), addr.strip()) if sep else ("", peer.strip())
+
+
+def _coerce(f: Field, value: Any, origin: str) -> Any:
+    """TOML values arrive typed; env/flag values as text. Either way return the field's type."""
+    try:
+        if isinstance(value, str):
+            return f.parse(value)
+        if f.name == "peers":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("expected a list of strings")
+            return list(value)
+        if f.parse is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if f.parse is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if f.parse is _parse_bool and isinstance(value, bool):
+            return value
+        if f.parse is str:
+            raise ValueError(f"expected a string, got {type(value).__name__}")
+        raise ValueError(f"unexpected {type(value).__name__}")
+    except ValueError as exc:
+        raise ConfigError(f"{f.name} ({origin}): {exc}") from None
+
+
+def _from_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or type(exc).__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    known_sections = {f.section for f in FIELDS if f.section}
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in known_sections and isinstance(value, dict):
+            for sub, subvalue in value.items():
+                f = _BY_NAME.get(sub)
+                if f is None or f.section != key:
+                    raise ConfigError(f"config file {path}: unknown setting [{key}] {sub}")
+                out[sub] = _coerce(f, subvalue, f"file {path}")
+            continue
+        f = _BY_NAME.get(key)
+        if f is None or f.section:
+            raise ConfigError(f"config file {path}: unknown setting {key}")
+        out[key] = _coerce(f, value, f"file {path}")
+    return out
+
+
+def build_parser(prog: str = "vaultd serve") -> argparse.ArgumentParser:
+    """Flags of `vaultd serve` (also accepted by `vaultd config show`)."""
+    p = argparse.ArgumentParser(prog=prog, description="Run one vaultd node.")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    for f in FIELDS:
+        if f.flag is None:
+            continue
+        if f.name == "peers":
+            p.add_argument(f.flag, dest=f.name, action="append", metavar="HOST:PORT", help=f.help)
+        elif f.parse is _parse_bool:
+            p.add_argument(f.flag, dest=f.name, action="store_const", const="true", help=f.help)
+        else:
+            p.add_argument(f.flag, dest=f.name, metavar=f.name.upper(), help=f.help)
+    return p
+
+
+def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+         prog: str = "vaultd serve") -> NodeConfig:
+    """Build the effective NodeConfig: defaults < TOML file < VAULTD_* env < flags. Raises ConfigError."""
+    env = os.environ if env is None else env
+    args = build_parser(prog).parse_args(list(argv or []))
+    cfg = NodeConfig()
+    sources = {f.name: "default" for f in FIELDS}
+    config_file = args.config or env.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        for name, value in _from_toml(config_file).items():
+            setattr(cfg, name, value)
+            sources[name] = f"file {config_file}"
+    for f in FIELDS:
+        if f.env in env:
+            setattr(cfg, f.name, _coerce(f, env[f.env], f"env {f.env}"))
+            sources[f.name] = f"env {f.env}"
+    for f in FIELDS:
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        if f.name == "peers":
+            parsed: Any = [p for v in value for p in _parse_list(v)]
+        else:
+            parsed = _coerce(f, value, f"flag {f.flag}")
+        setattr(cfg, f.name, parsed)
+        sources[f.name] = f"flag {f.flag}"
+    cfg.sources = sources
+    return cfg
+
+
+def effective(cfg: NodeConfig) -> list[tuple[str, Any, str]]:
+    """(dotted name, value, source) for every setting, secrets redacted."""
+    rows: list[tuple[str, Any, str]] = []
+    for f in FIELDS:
+        name = f"{f.section}.{f.name}" if f.section else f.name
+        rows.append((name, getattr(cfg, f.name), cfg.sources.get(f.name, "default")))
+    secret_source = ("memory" if cfg.cluster_secret else f"env {SECRET_ENV}" if os.environ.get(SECRET_ENV)
+                     else f"file {cfg.cluster_secret_file}" if cfg.cluster_secret_file else "unset")
+    rows.append(("cluster_secret", REDACTED if secret_source != "unset" else None, secret_source))
+    return rows
+
+
+def show_main(argv: Sequence[str] | None = None) -> int:
+    """`vaultd config show [--json] [serve flags...]`: the effective configuration and each value's source."""
+    argv = list(argv or [])
+    as_json = "--json" in argv or ("-o" in argv and argv[argv.index("-o") + 1:argv.index("-o") + 2] == ["json"])
+    argv = [a for i, a in enumerate(argv) if a != "--json" and not (a == "-o" or (i and argv[i - 1] == "-o"))]
+    try:
+        cfg = load(argv, prog="vaultd config show")
+    except ConfigError as exc:
+        print(f"vaultd: config error: {exc}", file=sys.stderr)
+        return 2
+    rows = effective(cfg)
+    if as_json:
+        print(json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2))
+    else:
+        width = max(len(r[0]) for r in rows)
+        for name, value, source in rows:
+            shown = json.dumps(value) if not isinstance(value, str) else value
+            print(f"{name:<{width}}  {shown}  ({source})")
+    return 0
+
+
+def replace(cfg: NodeConfig, **changes: Any) -> NodeConfig:
+    """A copy with some settings changed (tests and `vaultd dev`); keeps sources of unchanged fields."""
+    new = dataclasses.replace(cfg, **changes)
+    new.sources = {**cfg.sources, **{k: "override" for k in changes if k in _BY_NAME}}
+    return new
+
+
+if __name__ == "__main__":
+    raise SystemExit(show_main(sys.argv[1:]))

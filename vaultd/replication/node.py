@@ -1,0 +1,545 @@
+"""ReplicatedNode: one pysyncobj Raft member applying its log into the node's StateMachine.
+
+Read DESIGN.md in this package for the decisions; the short version of what lives here:
+- `_RaftCore` is the SyncObj subclass with ONE replicated method carrying encoded batch bytes.
+- The journal is our DurableJournal, injected by swapping pysyncobj's module-level `createJournal` for the
+  duration of SyncObj.__init__ (under a lock); the transport subclass fsyncs the journal before any message
+  that reveals log or vote state to a peer, and a tick callback fsyncs at the end of every tick.
+- Writes go through the Batcher (group commit); reads through `read_barrier` (one shared Noop in flight).
+- A maintenance thread proves readiness (a barrier when nothing else committed recently), registers this
+  node in the replicated members table and proposes the bootstrap limits once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pysyncobj.syncobj as _syncobj_module
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.transport import TCPTransport
+from pysyncobj.utility import TcpUtility, UtilityException
+
+from vaultd.config import NodeConfig, parse_hostport
+from vaultd.observability import metrics
+from vaultd.observability.logs import log_leader_change, log_membership_change
+from vaultd.replication import errors
+from vaultd.replication.batcher import Batcher, Pending, failure_for
+from vaultd.replication.journal import DurableJournal
+from vaultd.replication.snapshot import Snapshotter
+from vaultd.replication.status import MemberStatus, NodeStatusInfo
+from vaultd.store import commands
+from vaultd.store.errors import StorageFailure
+
+log = logging.getLogger("vaultd.raft")
+
+EXIT_STORAGE_FAILURE = 70
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+# Messages that reveal this node's log or vote to a peer: the journal must be durable before they leave.
+_DURABLE_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
+_JOURNAL_INJECTION_LOCK = threading.Lock()
+
+
+def exit_process(reason: str) -> None:
+    """Stop the process after a storage failure: flush logs, then os._exit (no cleanup that could wedge)."""
+    log.critical("stopping node: %s", reason)
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:
+            pass
+    sys.stderr.flush()
+    os._exit(EXIT_STORAGE_FAILURE)
+
+
+class _DurableTransport(TCPTransport):
+    """TCPTransport that makes the journal durable before any log- or vote-revealing message is sent."""
+
+    def send(self, node: Any, message: Any) -> bool:
+        if isinstance(message, dict) and message.get("type") in _DURABLE_BEFORE:
+            journal = getattr(self._syncObj, "vaultd_journal", None)
+            if journal is not None:
+                journal.sync()
+        return super().send(node, message)
+
+
+class _RaftCore(SyncObj):
+    """The pysyncobj object. Its only replicated method takes the encoded Batch bytes."""
+
+    def __init__(self, self_addr: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal,
+                 apply: Callable[[int, bytes], list[Any]]) -> None:
+        self.vaultd_journal = journal
+        self._vaultd_apply = apply
+        with _JOURNAL_INJECTION_LOCK:
+            original = _syncobj_module.createJournal
+            _syncobj_module.createJournal = lambda _path: journal
+            try:
+                super().__init__(self_addr, list(peers), conf, transportClass=_DurableTransport)
+            finally:
+                _syncobj_module.createJournal = original
+
+    @replicated
+    def apply_batch(self, payload: bytes) -> list[Any]:
+        return self._vaultd_apply(self.raftLastApplied + 1, payload)
+
+
+class _BarrierGroup:
+    """Linearizable read fences: one Noop in flight; callers arriving meanwhile share the next one."""
+
+    def __init__(self, node: ReplicatedNode) -> None:
+        self._node = node
+        self._lock = threading.Lock()
+        self._current: _Barrier | None = None
+        self._next: _Barrier | None = None
+
+    def wait(self, timeout: float) -> None:
+        with self._lock:
+            if self._next is None:
+                self._next = _Barrier(timeout)
+            barrier = self._next
+            launch = self._current is None
+            if launch:
+                self._current, self._next = barrier, None
+        if launch:
+            self._launch(barrier)
+        if not barrier.event.wait(timeout):
+            raise errors.Timeout("read barrier did not complete before the deadline")
+        if barrier.error is not None:
+            raise barrier.error
+
+    def _launch(self, barrier: _Barrier) -> None:
+        try:
+            self._node._batcher.enqueue((commands.Envelope("", commands.Noop()),), barrier.timeout,
+                                        on_done=lambda p: self._done(barrier, p))
+        except errors.ReplicationError as exc:
+            self._done(barrier, None, exc)
+
+    def _done(self, barrier: _Barrier, pending: Pending | None, error: BaseException | None = None) -> None:
+        if pending is not None:
+            error = pending.error
+        if isinstance(error, errors.Ambiguous) and not isinstance(error, errors.Timeout):
+            error = errors.Unavailable(f"read barrier failed: {error}", "NO_LEADER")
+        barrier.error = error
+        with self._lock:
+            self._current = None
+            nxt = self._next
+            if nxt is not None:
+                self._current, self._next = nxt, None
+        barrier.event.set()
+        if nxt is not None:
+            self._launch(nxt)
+
+
+class _Barrier:
+    __slots__ = ("timeout", "event", "error")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = min(max(timeout, 0.2), 10.0)
+        self.event = threading.Event()
+        self.error: BaseException | None = None
+
+
+class ReplicatedNode:
+    """A Raft member. Thread-safe public methods; see the module docstring and DESIGN.md."""
+
+    def __init__(self, cfg: NodeConfig, machine: Any,
+                 fatal: Callable[[str], None] = exit_process) -> None:
+        secret = cfg.read_secret()
+        if not secret:
+            raise ValueError("a cluster secret is required (pysyncobj would otherwise unpickle anything)")
+        self.cfg = cfg
+        self.machine = machine
+        self.node_id = cfg.node_id
+        self._secret = secret
+        self._fatal = fatal
+        os.makedirs(cfg.raft_dir, exist_ok=True)
+        fsync = not cfg.unsafe_no_fsync
+        self._journal = DurableJournal(os.path.join(cfg.raft_dir, "journal"), fsync=fsync)
+        if self._journal.truncated_tail_bytes:
+            log.warning("journal had a torn tail of %d bytes (never acknowledged); cut off",
+                        self._journal.truncated_tail_bytes)
+        self._snapshots = Snapshotter(machine, os.path.join(cfg.raft_dir, "snapshot"), fsync=fsync)
+        self._raft: _RaftCore | None = None
+        self._batcher = Batcher(self._propose, batch_max_bytes=cfg.batch_max_bytes,
+                                entry_max_bytes=cfg.entry_max_bytes, max_inflight=cfg.max_inflight_entries,
+                                max_pending=cfg.max_pending_commands,
+                                linger_seconds=cfg.batch_linger_ms / 1000.0, on_success=self._proved)
+        self._barriers = _BarrierGroup(self)
+        self._last_proof = float("-inf")     # monotonic time of the last commit+apply seen from this node
+        self._last_leader: str | None = None
+        self._stopping = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        self._limits_proposed = False
+        self._hash_cache: tuple[int, str] = (-1, "")
+        self._membership_lock = threading.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        conf = SyncObjConf(
+            password=self._secret,
+            journalFile=os.path.join(cfg.raft_dir, "journal"),
+            fullDumpFile=self._snapshots.dump_path,
+            serializer=self._snapshots.serialize,
+            deserializer=self._snapshots.deserialize,
+            serializeChecker=self._snapshots.check,
+            useFork=False,
+            dynamicMembershipChange=True,
+            commandsWaitLeader=False,
+            appendEntriesUseBatch=cfg.append_entries_use_batch,
+            appendEntriesPeriod=cfg.append_entries_period,
+            autoTickPeriod=cfg.auto_tick_period,
+            raftMinTimeout=cfg.raft_min_timeout,
+            raftMaxTimeout=cfg.raft_max_timeout,
+            leaderFallbackTimeout=cfg.leader_fallback_timeout,
+            logCompactionMinEntries=cfg.log_compaction_min_entries,
+            logCompactionMinTime=cfg.log_compaction_min_time,
+            connectionRetryTime=0.5,
+            connectionTimeout=3.0,
+            maxBindRetries=10,
+            bindRetryTime=0.5,
+            onStateChanged=None,
+        )
+        self._raft = _RaftCore(cfg.raft_addr, cfg.peer_addrs, conf, self._journal, self._apply)
+        try:
+            self._raft.waitBinded()
+        except Exception as exc:
+            self._raft.destroy()
+            raise RuntimeError(f"cannot bind the Raft port {cfg.raft_addr}") from exc
+        self._raft.addOnTickCallback(self._on_tick)
+        self._batcher.start()
+        self._maintenance = threading.Thread(target=self._maintain, daemon=True, name="vaultd-raft-maint")
+        self._maintenance.start()
+        log.info("raft started", extra={"fields": {"raft_addr": cfg.raft_addr, "peers": cfg.peer_addrs,
+                                                   "fsync": not cfg.unsafe_no_fsync}})
+
+    def stop(self) -> None:
+        """Fail what is pending, stop Raft (after a final journal sync) and the helper threads."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._batcher.stop(errors.Unavailable("node is stopping", "NOT_READY"))
+        if self._maintenance is not None:
+            self._maintenance.join(timeout=5)
+        if self._raft is not None:
+            self._raft.destroy_synchronous()   # the tick thread closes the journal (sync + meta) on exit
+
+    # --- tick thread ------------------------------------------------------------------------------------------
+    def _apply(self, index: int, payload: bytes) -> list[Any]:
+        start = time.perf_counter()
+        try:
+            term = self._entry_term(index)
+            results = self.machine.apply_entry(index, term, payload)
+        except StorageFailure as exc:
+            self._fatal(f"storage failure applying index {index}: {type(exc).__name__}")
+            raise
+        except BaseException as exc:  # the machine must never raise: treat as a broken node, never skip
+            self._fatal(f"unexpected {type(exc).__name__} applying index {index}")
+            raise
+        metrics.raft_apply_seconds.observe(time.perf_counter() - start)
+        return results
+
+    def _entry_term(self, index: int) -> int:
+        first = self._journal[0][1]
+        return int(self._journal[index - first][2])
+
+    def _on_tick(self) -> None:
+        try:
+            self._journal.sync()
+            raft = self._raft
+            if raft is None:
+                return
+            leader = raft._getLeader()
+            leader_addr = None if leader is None else leader.address
+            if leader_addr != self._last_leader:
+                if leader_addr is not None:
+                    metrics.raft_leader_changes_seen_total.inc()
+                log_leader_change(self._id_of(self._last_leader) if self._last_leader else None,
+                                  self._id_of(leader_addr) if leader_addr else None, raft.raftCurrentTerm)
+                self._last_leader = leader_addr
+            if self._journal.size_bytes > self.cfg.journal_max_bytes and not self._snapshots.busy:
+                raft.forceLogCompaction()
+        except Exception:
+            log.exception("tick callback failed")
+
+    def _propose(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
+        raft = self._raft
+        if raft is None or self._stopping.is_set():
+            callback(None, FAIL_REASON.MISSING_LEADER)
+            return
+        raft.apply_batch(payload, callback=callback)
+
+    def _proved(self) -> None:
+        self._last_proof = time.monotonic()
+
+    # --- public API -------------------------------------------------------------------------------------------
+    def submit(self, envelopes: Sequence[commands.Envelope], timeout: float) -> list[Any]:
+        """Group-commit `envelopes`; their results once committed and applied on this node."""
+        self._check_can_propose()
+        return self._batcher.wait(self._batcher.enqueue(envelopes, timeout))
+
+    def read_barrier(self, timeout: float) -> None:
+        """Return once a Noop proposed after this call is committed and applied here."""
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            self._check_can_propose()
+            self._barriers.wait(timeout)
+        except errors.Timeout:
+            outcome = "timeout"
+            raise
+        except errors.ReplicationError:
+            outcome = "unavailable"
+            raise
+        finally:
+            metrics.raft_read_barriers_total.labels(outcome).inc()
+            metrics.raft_read_barrier_seconds.observe(time.perf_counter() - start)
+
+    def _check_can_propose(self) -> None:
+        raft = self._raft
+        if raft is None or self._stopping.is_set():
+            raise errors.Unavailable("node is not running", "NOT_READY")
+        if raft._getLeader() is None:
+            raise errors.Unavailable("no leader known", "NO_LEADER")
+
+    def is_ready(self) -> bool:
+        """Has a leader and applied a commit of its own recently (so it was caught up then)."""
+        raft = self._raft
+        if raft is None or self._stopping.is_set() or raft._getLeader() is None:
+            return False
+        return time.monotonic() - self._last_proof <= self.cfg.ready_window_seconds
+
+    def state_hash(self) -> str:
+        applied = int(self.machine.applied_index)
+        cached_index, cached = self._hash_cache
+        if cached_index != applied:
+            cached = self.machine.state_hash()
+            self._hash_cache = (applied, cached)
+        return cached
+
+    def status(self) -> NodeStatusInfo:
+        st = self._raft_status()
+        leader = st.get("leader")
+        leader_addr = leader.address if leader is not None else ""
+        members = self._members_status(st)
+        return NodeStatusInfo(
+            node_id=self.node_id, raft_addr=self.cfg.raft_addr, grpc_addr=self.cfg.grpc_addr,
+            role=_ROLES.get(int(st.get("state", 0)), "follower"),
+            leader_id=self._id_of(leader_addr) if leader_addr else "", leader_raft_addr=leader_addr,
+            term=int(st.get("raft_term", 0)), commit_index=int(st.get("commit_idx", 0)),
+            applied_index=int(self.machine.applied_index), snapshot_index=int(self._snapshots.last_index),
+            log_length=int(st.get("log_len", 0)), journal_bytes=self._journal.size_bytes,
+            ready=self.is_ready(), hash_source=self.state_hash,
+            pending_commands=self._batcher.pending_commands, members=members)
+
+    def _raft_status(self) -> dict[str, Any]:
+        """pysyncobj's getStatus() from a non-tick thread: its dicts may change mid-iteration, so retry."""
+        raft = self._raft
+        for _ in range(5):
+            try:
+                return raft.getStatus() if raft is not None else {}
+            except RuntimeError:
+                time.sleep(0.001)
+        return {}
+
+    # --- members --------------------------------------------------------------------------------------------
+    def _member_table(self) -> dict[str, Any]:
+        """raft_addr -> MemberRecord from the replicated table (local read)."""
+        try:
+            return {m.raft_addr: m for m in self.machine.reader().members()}
+        except Exception:
+            return {}
+
+    def _id_of(self, raft_addr: str) -> str:
+        if raft_addr == self.cfg.raft_addr:
+            return self.node_id
+        record = self._member_table().get(raft_addr)
+        if record is not None:
+            return str(record.node_id)
+        return self.cfg.peer_ids.get(raft_addr, raft_addr)
+
+    def _members_status(self, st: dict[str, Any]) -> tuple[MemberStatus, ...]:
+        table = self._member_table()
+        addrs = [self.cfg.raft_addr] + sorted(
+            k[len("partner_node_status_server_"):] for k in st if k.startswith("partner_node_status_server_"))
+        out = []
+        for addr in addrs:
+            record = table.get(addr)
+            is_self = addr == self.cfg.raft_addr
+            node_id = self.node_id if is_self else (record.node_id if record else self.cfg.peer_ids.get(addr, addr))
+            grpc_addr = self.cfg.grpc_addr if is_self else (record.grpc_addr if record else "")
+            out.append(MemberStatus(
+                node_id=str(node_id), raft_addr=addr, grpc_addr=str(grpc_addr),
+                voter=bool(record.voter) if record else True,
+                reachable=is_self or st.get("partner_node_status_server_" + addr) == 2,
+                match_index=self._journal[-1][1] if is_self else int(st.get("match_idx_server_" + addr, 0) or 0),
+                is_self=is_self))
+        return tuple(out)
+
+    def add_member(self, node_id: str, raft_addr: str, grpc_addr: str, timeout: float = 10.0) -> None:
+        """Add a voter: Raft configuration first, then the members table (node_id -> addresses)."""
+        parse_hostport(raft_addr)
+        deadline = time.monotonic() + timeout
+        with self._membership_lock:
+            raft = self._require_raft()
+            known = {n.address for n in raft.otherNodes} | {self.cfg.raft_addr}
+            if raft_addr not in known:
+                self._membership_change(lambda cb: raft.addNodeToCluster(raft_addr, callback=cb), deadline,
+                                        "add", node_id, raft_addr)
+            self._submit_until(commands.Envelope(f"member-set-{node_id}-{raft_addr}-{grpc_addr}",
+                                                 commands.SetMember(node_id, raft_addr, grpc_addr)), deadline)
+        log_membership_change("add", node_id, raft_addr)
+
+    def remove_member(self, node_id: str, timeout: float = 10.0) -> None:
+        """Remove a member; when it is the leader, leadership is transferred away first."""
+        deadline = time.monotonic() + timeout
+        with self._membership_lock:
+            raft = self._require_raft()
+            raft_addr = self._addr_of(node_id)
+            if raft_addr is None:
+                raise errors.MembershipError(f"unknown member {node_id}")
+            in_config = raft_addr == self.cfg.raft_addr or raft_addr in {n.address for n in raft.otherNodes}
+            if in_config:
+                self._move_leadership_off(raft_addr, deadline)
+                leader = raft._getLeader()
+                if raft_addr == self.cfg.raft_addr and leader is not None:
+                    # This node cannot see the commit of its own removal (the leader stops sending to it at
+                    # once): ask the leader directly over the authenticated utility channel.
+                    self._utility(leader.address, ["remove", raft_addr], deadline, "remove", node_id)
+                else:
+                    self._membership_change(lambda cb: raft.removeNodeFromCluster(raft_addr, callback=cb),
+                                            deadline, "remove", node_id, raft_addr)
+            if raft_addr != self.cfg.raft_addr:
+                self._submit_until(commands.Envelope(f"member-remove-{node_id}-{raft_addr}",
+                                                     commands.RemoveMember(node_id)), deadline)
+        log_membership_change("remove", node_id, raft_addr)
+
+    def _addr_of(self, node_id: str) -> str | None:
+        if node_id == self.node_id:
+            return self.cfg.raft_addr
+        for addr, record in self._member_table().items():
+            if record.node_id == node_id:
+                return addr
+        for addr, pid in self.cfg.peer_ids.items():
+            if pid == node_id:
+                return addr
+        raft = self._raft
+        if raft is not None and node_id in {n.address for n in raft.otherNodes}:
+            return node_id
+        return None
+
+    def _require_raft(self) -> _RaftCore:
+        raft = self._raft
+        if raft is None or self._stopping.is_set():
+            raise errors.Unavailable("node is not running", "NOT_READY")
+        return raft
+
+    def _move_leadership_off(self, raft_addr: str, deadline: float) -> None:
+        """If `raft_addr` leads, ask it to hand leadership to a caught-up follower and wait for a new leader."""
+        raft = self._require_raft()
+        while True:
+            leader = raft._getLeader()
+            if leader is not None and leader.address != raft_addr:
+                return
+            if time.monotonic() > deadline:
+                raise errors.Timeout("leadership did not move off the member being removed")
+            if leader is not None:
+                if leader.address == self.cfg.raft_addr:
+                    raft.transferLeadership()
+                else:
+                    try:
+                        self._utility(leader.address, ["transfer"], deadline, "transfer", raft_addr)
+                    except errors.ReplicationError:
+                        pass
+                t_end = min(deadline, time.monotonic() + 2.0)
+                while time.monotonic() < t_end:
+                    now_leader = raft._getLeader()
+                    if now_leader is not None and now_leader.address != raft_addr:
+                        return
+                    time.sleep(0.05)
+            else:
+                time.sleep(0.1)
+
+    def _utility(self, addr: str, command: list[Any], deadline: float, action: str, subject: str) -> None:
+        remaining = max(0.5, deadline - time.monotonic())
+        try:
+            result = TcpUtility(self._secret, timeout=remaining).executeCommand(addr, list(command))
+        except UtilityException as exc:
+            raise errors.Unavailable(f"{action}: cannot reach {addr}: {exc}", "NO_LEADER") from None
+        if not str(result).startswith("SUCCESS"):
+            raise errors.MembershipError(f"{action} {subject} refused by {addr}")
+
+    def _membership_change(self, start: Callable[[Callable[[Any, int], None]], None], deadline: float,
+                           action: str, node_id: str, raft_addr: str) -> None:
+        """Run one pysyncobj membership change; REQUEST_DENIED (change in progress / new leader) is retried."""
+        while True:
+            done = threading.Event()
+            outcome: list[int] = []
+
+            def callback(_res: Any, err: int) -> None:
+                outcome.append(err)
+                done.set()
+
+            start(callback)
+            if not done.wait(max(0.0, deadline - time.monotonic())):
+                log_membership_change(action, node_id, raft_addr, ok=False, error="timeout")
+                raise errors.Timeout(f"{action} {node_id}: no outcome before the deadline")
+            err = outcome[0]
+            if err == FAIL_REASON.SUCCESS:
+                return
+            if err in (FAIL_REASON.REQUEST_DENIED, FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER) \
+                    and time.monotonic() + 0.2 < deadline:
+                time.sleep(0.2)
+                continue
+            log_membership_change(action, node_id, raft_addr, ok=False, error=str(err))
+            if err == FAIL_REASON.REQUEST_DENIED:
+                raise errors.MembershipError(f"{action} {node_id} refused (another change in progress?)")
+            raise failure_for(err)
+
+    def _submit_until(self, envelope: commands.Envelope, deadline: float) -> None:
+        """Submit one command, retrying retryable failures (same request id) until the deadline."""
+        while True:
+            try:
+                result = self.submit([envelope], max(0.1, deadline - time.monotonic()))[0]
+                if not result.ok:
+                    raise errors.MembershipError(f"members table update refused: {result.error.reason}")
+                return
+            except (errors.Unavailable, errors.LeaderChanged):
+                if time.monotonic() + 0.2 >= deadline:
+                    raise
+                time.sleep(0.2)
+
+    # --- maintenance thread ------------------------------------------------------------------------------
+    def _maintain(self) -> None:
+        """Readiness proofs, self-registration in the members table, bootstrap limits. Never raises."""
+        while not self._stopping.wait(0.25):
+            try:
+                self._maintain_once()
+            except errors.ReplicationError:
+                pass
+            except Exception:
+                log.exception("raft maintenance step failed")
+
+    def _maintain_once(self) -> None:
+        raft = self._raft
+        if raft is None or raft._getLeader() is None:
+            return
+        if time.monotonic() - self._last_proof > min(1.0, self.cfg.ready_window_seconds / 2):
+            self.read_barrier(min(2.0, self.cfg.ready_window_seconds))
+        if not self.is_ready():
+            return
+        mine = self._member_table().get(self.cfg.raft_addr)
+        if mine is None or mine.node_id != self.node_id or mine.grpc_addr != self.cfg.grpc_addr:
+            self.submit([commands.Envelope("", commands.SetMember(self.node_id, self.cfg.raft_addr,
+                                                                  self.cfg.grpc_addr))], 5.0)
+        bootstrap = self.machine.bootstrap_envelope()
+        if bootstrap is not None and not self._limits_proposed and raft._isLeader():
+            result = self.submit([bootstrap], 5.0)[0]
+            self._limits_proposed = True
+            if not result.ok:
+                log.warning("bootstrap limits refused: %s", result.error.reason)

@@ -1,0 +1,131 @@
+"""`vaultd serve`: compose one node process (state machine + Raft + gRPC API + metrics/health HTTP).
+
+Why the order: logging first (everything after may log); the state machine before Raft (Raft replays into
+it on the first tick); Raft before the gRPC server (servicers need the node); the HTTP endpoints last so
+/readyz never answers for a half-built node. Shutdown runs in reverse: stop accepting RPCs and let in-flight
+ones finish (grace period), stop Raft (final journal fsync), then close SQLite and the access statistics.
+
+Exit codes: 0 clean shutdown, 1 startup failure (port in use, unreadable data), 2 configuration error
+(including a missing cluster secret), 70 storage failure while applying (see replication.node.exit_process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from prometheus_client import REGISTRY
+
+from vaultd import config
+from vaultd.config import ConfigError, NodeConfig
+
+log = logging.getLogger("vaultd.serve")
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+NO_SECRET_MESSAGE = (
+    "vaultd serve: refusing to start without a cluster secret. The Raft port authenticates and encrypts peer "
+    "traffic with it (without one, anyone who can reach the port can run code on this node). Put one line of "
+    "random text in a file readable only by vaultd and pass --cluster-secret-file FILE (or set "
+    "VAULTD_CLUSTER_SECRET); use the same secret on every member. `vaultd dev` generates one for local use.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `vaultd serve ARGS` (vaultd.cli.main dispatches here)."""
+    try:
+        cfg = config.load(list(argv if argv is not None else sys.argv[1:]))
+    except ConfigError as exc:
+        print(f"vaultd serve: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run(cfg)
+
+
+def run(cfg: NodeConfig, stop_event: threading.Event | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT (or `stop_event`, for `vaultd dev` running nodes in threads)."""
+    try:
+        cfg.validate()
+        secret = cfg.read_secret()
+    except ConfigError as exc:
+        print(f"vaultd serve: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not secret:
+        print(NO_SECRET_MESSAGE, file=sys.stderr)
+        return EXIT_CONFIG
+
+    from vaultd.observability import MetricsInterceptor, NodeCollector, setup_logging, start_http_server
+
+    setup_logging(cfg.node_id, cfg.log_format, cfg.log_level)
+    try:
+        node_parts = _start_node(cfg)
+    except Exception as exc:
+        log.error("startup failed: %s: %s", type(exc).__name__, exc)
+        return EXIT_STARTUP
+    machine, stats, node = node_parts
+
+    stop = stop_event or threading.Event()
+    if stop_event is None and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _signum, _frame: stop.set())
+
+    from vaultd.api.server import build_server
+
+    collector = NodeCollector(node, machine, db_path=cfg.db_path, node_id=cfg.node_id).register(REGISTRY)
+    server = None
+    http = None
+    try:
+        server = build_server(node=node, machine=machine, stats=stats, cfg=cfg,
+                              interceptors=[MetricsInterceptor(slow_request_seconds=cfg.slow_request_seconds)])
+        server.start()
+        http = start_http_server(cfg.metrics_addr, node) if cfg.metrics_addr else None
+    except Exception as exc:
+        log.error("startup failed: %s: %s", type(exc).__name__, exc)
+        stop.set()
+        code = EXIT_STARTUP
+    else:
+        code = 0
+        log.info("node serving", extra={"fields": {"grpc_addr": cfg.grpc_addr, "raft_addr": cfg.raft_addr,
+                                                   "metrics_addr": cfg.metrics_addr, "data_dir": cfg.data_dir}})
+    stop.wait()
+    log.info("shutting down", extra={"fields": {"grace_seconds": cfg.shutdown_grace_seconds}})
+    if server is not None:
+        server.stop(cfg.shutdown_grace_seconds).wait(cfg.shutdown_grace_seconds + 1)
+    node.stop()
+    if http is not None:
+        http.stop()
+    collector.unregister()
+    if stats is not None:
+        stats.close()
+    machine.close()
+    log.info("stopped")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return code
+
+
+def _start_node(cfg: NodeConfig) -> tuple[object, object, object]:
+    """State machine, access statistics and a started ReplicatedNode."""
+    from vaultd.replication import ReplicatedNode
+    from vaultd.store.machine import StateMachine
+    from vaultd.store.results import Limits
+    from vaultd.store.stats import AccessStats
+
+    os.makedirs(cfg.data_dir, exist_ok=True)
+    limits = cfg.bootstrap_limits()
+    machine = StateMachine(cfg.db_path, bootstrap_limits=Limits(**limits) if limits else None)
+    stats = AccessStats(cfg.stats_path)
+    node = ReplicatedNode(cfg, machine)
+    try:
+        node.start()
+    except Exception:
+        stats.close()
+        machine.close()
+        raise
+    return machine, stats, node
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
