@@ -30,7 +30,6 @@ STORE_REASON_CODES: dict[str, grpc.StatusCode] = {
     "VAULT_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "KEY_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "VAULT_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
-    "KEY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
     "VERSION_MISMATCH": grpc.StatusCode.FAILED_PRECONDITION,
     "TOO_MANY_VAULTS": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "VAULT_FULL": grpc.StatusCode.RESOURCE_EXHAUSTED,

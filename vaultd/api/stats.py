@@ -10,7 +10,6 @@ instead of failing the whole call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +17,7 @@ import grpc
 
 from vaultd.api import convert
 from vaultd.store.results import VaultInfo
+from vaultd.store.stats import KeyAccess, LocalAccessStats, combine_stats
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2
 
 PEER_TIMEOUT_SECONDS = 1.0
@@ -41,18 +41,16 @@ class StatsFanout:
             channel.close()
 
     def local(self, vault: str) -> cluster_pb2.LocalStats:
-        """This node's own access statistics for one vault, every accessed key with its count."""
+        """This node's own access statistics for one vault (its most accessed keys, more than the final 10)."""
         out = cluster_pb2.LocalStats(node_id=self.node_id)
         if self.stats is None:
             return out
         local = self.stats.local_stats(vault)
-        out.access_count_24h = int(local.access_count_24h)
-        ts = convert.timestamp(local.last_accessed)
-        if ts is not None:
-            out.last_accessed.CopyFrom(ts)
-        for key in local.keys:
-            out.keys.add(key=key.key, access_count=int(key.access_count),
-                         last_accessed=convert.timestamp(key.last_accessed))
+        out.access_count_24h = local.access_count_24h
+        if local.last_accessed:
+            out.last_accessed.FromNanoseconds(local.last_accessed)
+        for key in local.top_keys:
+            out.keys.add(key=key.key, access_count=key.access_count, last_accessed=convert.timestamp(key.last_accessed))
         return out
 
     def _channel(self, addr: str) -> grpc.Channel:
@@ -74,38 +72,29 @@ class StatsFanout:
         futures = {m.node_id: self._pool.submit(self._remote, m.grpc_addr, info.name, timeout)
                    for m in members if m.grpc_addr}
         reports = [self.local(info.name)]
-        unreachable = sorted(m.node_id for m in members if not m.grpc_addr)
+        unreachable = [m.node_id for m in members if not m.grpc_addr]
         for node_id, future in futures.items():
             try:
                 reports.append(future.result(timeout=timeout + 0.5))
             except Exception:  # noqa: BLE001 - a member that fails to answer is reported, not fatal
                 unreachable.append(node_id)
-        return merge(info, reports, sorted(unreachable))
+        combined = combine_stats(info, (_from_pb(r, info.name) for r in reports), top_n=TOP_KEYS)
+        return vault_pb2.VaultStats(
+            name=combined.name, key_count=combined.key_count, total_bytes=combined.total_bytes,
+            avg_key_size=combined.avg_key_size, avg_value_size=combined.avg_value_size,
+            last_accessed=convert.timestamp(combined.last_accessed), access_count_24h=combined.access_count_24h,
+            top_keys=[vault_pb2.KeyAccess(key=k.key, access_count=k.access_count,
+                                          last_accessed=convert.timestamp(k.last_accessed))
+                      for k in combined.top_keys],
+            unreachable_members=sorted(unreachable), reporting_members=sorted(r.node_id for r in reports))
 
 
-def merge(info: VaultInfo, reports: Iterable[cluster_pb2.LocalStats],
-          unreachable: list[str]) -> vault_pb2.VaultStats:
-    """Sum counts per key across nodes; last_accessed is the latest anywhere; top keys by count, then key."""
-    counts: dict[str, int] = {}
-    last: dict[str, int] = {}
-    total = 0
-    latest = 0
-    reporting: list[str] = []
-    for report in reports:
-        reporting.append(report.node_id)
-        total += report.access_count_24h
-        latest = max(latest, report.last_accessed.ToNanoseconds() if report.HasField("last_accessed") else 0)
-        for key in report.keys:
-            counts[key.key] = counts.get(key.key, 0) + key.access_count
-            if key.HasField("last_accessed"):
-                last[key.key] = max(last.get(key.key, 0), key.last_accessed.ToNanoseconds())
-    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_KEYS]
-    key_count = info.key_count
-    return vault_pb2.VaultStats(
-        name=info.name, key_count=key_count, total_bytes=info.total_bytes,
-        avg_key_size=info.total_key_bytes / key_count if key_count else 0.0,
-        avg_value_size=info.total_bytes / key_count if key_count else 0.0,
-        last_accessed=convert.timestamp(latest), access_count_24h=total,
-        top_keys=[vault_pb2.KeyAccess(key=k, access_count=c, last_accessed=convert.timestamp(last.get(k)))
-                  for k, c in top],
-        unreachable_members=unreachable, reporting_members=sorted(reporting))
+def _ns(ts: Any, present: bool) -> int:
+    return ts.ToNanoseconds() if present else 0
+
+
+def _from_pb(report: cluster_pb2.LocalStats, vault: str) -> LocalAccessStats:
+    return LocalAccessStats(
+        vault, _ns(report.last_accessed, report.HasField("last_accessed")), report.access_count_24h,
+        tuple(KeyAccess(k.key, k.access_count, _ns(k.last_accessed, k.HasField("last_accessed")))
+              for k in report.keys))

@@ -22,7 +22,6 @@ from vaultd.store import commands as cmd
 from vaultd.store import parse_import, validation
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
-DEFAULT_PAGE_SIZE = 100
 # An import is parsed on the receiving node, so its whole file is held in memory: bound it.
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 # Entries per ImportChunk log entry stay well under pysyncobj's ~1 MiB practical entry ceiling.
@@ -46,12 +45,6 @@ def _expected(request: Any) -> int | None:
     if not request.HasField("expected_version"):
         return None
     return validation.validate_expected_version(request.expected_version)
-
-
-def _page_size(requested: int) -> int:
-    if requested < 0:
-        raise errors.invalid_argument("page_size must not be negative", field="page_size")
-    return requested or DEFAULT_PAGE_SIZE
 
 
 class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
@@ -99,8 +92,8 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     @unary
     def ListVaults(self, request: vault_pb2.ListVaultsRequest,
                    context: grpc.ServicerContext) -> vault_pb2.ListVaultsResponse:
-        page_size = _page_size(request.page_size)
-        vaults, token = self.reader(context, request.consistency).list_vaults(page_size, request.page_token)
+        vaults, token = self.reader(context, request.consistency).list_vaults(request.page_size,
+                                                                              request.page_token)
         return vault_pb2.ListVaultsResponse(vaults=[convert.vault(v) for v in vaults], next_page_token=token or "")
 
     @unary
@@ -156,14 +149,13 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     def Scan(self, request: vault_pb2.ScanRequest, context: grpc.ServicerContext) -> vault_pb2.ScanResponse:
         vault = validation.validate_vault_name(request.vault)
         prefix = validation.validate_prefix(request.prefix)
-        page_size = _page_size(request.page_size)
         reader = self.reader(context, request.consistency)
         started = time.perf_counter()
-        entries, token = reader.scan(vault, prefix, page_size, request.page_token, request.keys_only)
+        entries, token = reader.scan(vault, prefix, request.page_size, request.page_token, request.keys_only)
         elapsed = time.perf_counter() - started
         metrics.store_scan_seconds.observe(elapsed)
         if self.stats is not None:
-            self.stats.record(vault, prefix, "scan", elapsed)
+            self.stats.record(vault, "", "scan", elapsed)  # "" = a vault-level operation, not a key
         return vault_pb2.ScanResponse(entries=[convert.entry(e) for e in entries], next_page_token=token or "")
 
     @unary
@@ -195,8 +187,10 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     def ExportVault(self, request: vault_pb2.ExportVaultRequest,
                     context: grpc.ServicerContext) -> Iterator[vault_pb2.ExportChunk]:
         name = validation.validate_vault_name(request.name)
+        started = time.perf_counter()
         for piece in self.reader(context, request.consistency).export(name):
             yield vault_pb2.ExportChunk(data=piece)
+        self._record(name, "", "export", started)
 
     @unary
     def ImportVault(self, request_iterator: Iterator[vault_pb2.ImportChunk],
