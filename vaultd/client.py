@@ -26,6 +26,7 @@ from typing import IO, Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -181,9 +182,33 @@ def txn_delete(key: str, expected_version: int | None = None) -> vault_pb2.TxnOp
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
-    """Protobuf message -> JSON-able dict (proto field names, bytes as base64, timestamps RFC 3339)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+    """Protobuf message -> JSON-able dict: proto field names, bytes as base64, timestamps RFC 3339, and
+    64-bit integers as numbers (the proto3 JSON mapping writes them as strings, which scripts trip over)."""
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
+    _int64_as_numbers(message.DESCRIPTOR, data)
+    return data
+
+
+_INT64_TYPES = frozenset({FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+                          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64})
+
+
+def _int64_as_numbers(descriptor: Any, data: dict[str, Any]) -> None:
+    if descriptor.full_name.startswith("google.protobuf."):  # well-known types have their own JSON form
+        return
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        repeated = field.is_repeated
+        values = data[field.name] if repeated else [data[field.name]]
+        if field.type in _INT64_TYPES:
+            converted = [int(v) for v in values]
+            data[field.name] = converted if repeated else converted[0]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for v in values:
+                if isinstance(v, dict):
+                    _int64_as_numbers(field.message_type, v)
 
 
 def _as_bytes(value: bytes | str) -> bytes:
