@@ -58,7 +58,8 @@ def exit_process(reason: str) -> None:
 
 
 class _DurableTransport(TCPTransport):
-    """TCPTransport that makes the journal durable before any log- or vote-revealing message is sent."""
+    """TCPTransport that (1) makes the journal durable before any log- or vote-revealing message is sent and
+    (2) drops the already-present prefix of incoming append_entries (see `trim_append_entries`)."""
 
     def send(self, node: Any, message: Any) -> bool:
         if isinstance(message, dict) and message.get("type") in _DURABLE_BEFORE:
@@ -66,6 +67,47 @@ class _DurableTransport(TCPTransport):
             if journal is not None:
                 journal.sync()
         return super().send(node, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 (pysyncobj naming)
+        journal = getattr(self._syncObj, "vaultd_journal", None)
+        if journal is not None and isinstance(message, dict):
+            trim_append_entries(message, journal)
+        super()._onMessageReceived(node, message)
+
+
+def trim_append_entries(message: dict[str, Any], journal: Any) -> None:
+    """Rewrite an append_entries so pysyncobj does not truncate entries this follower already holds.
+
+    Why: pysyncobj pipelines append_entries and moves a follower's nextIndex back on every late ack, so a
+    follower keeps receiving entries it already has; pysyncobj then truncates its log after prevLogIdx and
+    re-appends (logging CRITICAL "state machine may have diverged", rewriting the journal). Raft truncates
+    only on conflict. By the log matching property an entry with the same index and term is the same entry
+    with the same prefix, so: skip leading entries we hold with the same term, and when nothing new remains
+    and our last entry carries the leader's current term (it came from this leader), acknowledge up to it.
+    A real conflict (different term) is left to pysyncobj.
+    """
+    if message.get("type") != "append_entries" or "prevLogIdx" not in message or "transmission" in message:
+        return
+    if len(journal) == 0:
+        return
+    first, last = journal[0][1], journal[-1][1]
+
+    def term_at(index: int) -> int | None:
+        return journal[index - first][2] if first <= index <= last else None
+
+    prev, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+    if prev is None or term_at(prev) != prev_term:
+        return
+    entries = list(message.get("entries") or ())
+    skip = 0
+    while skip < len(entries) and term_at(entries[skip][1]) == entries[skip][2]:
+        skip += 1
+    if skip:
+        prev, prev_term = entries[skip - 1][1], entries[skip - 1][2]
+        entries = entries[skip:]
+    if not entries and prev < last and term_at(last) == message.get("term"):
+        prev, prev_term = last, term_at(last)
+    message["prevLogIdx"], message["prevLogTerm"], message["entries"] = prev, prev_term, entries
 
 
 class _RaftCore(SyncObj):
@@ -177,6 +219,7 @@ class ReplicatedNode:
         self._limits_proposed = False
         self._hash_cache: tuple[int, str] = (-1, "")
         self._membership_lock = threading.Lock()
+        self._removed = False                # set once this node removed itself (it cannot see that commit)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -264,6 +307,12 @@ class ReplicatedNode:
                 self._last_leader = leader_addr
             if self._journal.size_bytes > self.cfg.journal_max_bytes and not self._snapshots.busy:
                 raft.forceLogCompaction()
+            if not raft.otherNodes and raft._isLeader() and raft.raftCommitIndex < self._journal[-1][1]:
+                # A single-node cluster commits on the next tick, and nothing would wake the poll before
+                # autoTickPeriod: wake it now (pysyncobj's own pipe notifier; absent with batching on).
+                notifier = getattr(raft, "_SyncObj__pipeNotifier", None)
+                if notifier is not None:
+                    notifier.notify()
         except Exception:
             log.exception("tick callback failed")
 
@@ -300,17 +349,25 @@ class ReplicatedNode:
             metrics.raft_read_barriers_total.labels(outcome).inc()
             metrics.raft_read_barrier_seconds.observe(time.perf_counter() - start)
 
-    def _check_can_propose(self) -> None:
+    def _check_can_propose(self) -> _RaftCore:
+        """Fail fast (Unavailable: not applied, the client fails over) when a proposal cannot succeed here."""
         raft = self._raft
         if raft is None or self._stopping.is_set():
             raise errors.Unavailable("node is not running", "NOT_READY")
-        if raft._getLeader() is None:
+        if self._removed:
+            raise errors.Unavailable("this node was removed from the cluster", "NOT_READY")
+        leader = raft._getLeader()
+        if leader is None:
             raise errors.Unavailable("no leader known", "NO_LEADER")
+        if leader.address != self.cfg.raft_addr and not raft.isNodeConnected(leader):
+            # pysyncobj drops commands forwarded over a broken link silently; do not even try.
+            raise errors.Unavailable("leader unreachable from this node", "NO_LEADER")
+        return raft
 
     def is_ready(self) -> bool:
         """Has a leader and applied a commit of its own recently (so it was caught up then)."""
         raft = self._raft
-        if raft is None or self._stopping.is_set() or raft._getLeader() is None:
+        if raft is None or self._stopping.is_set() or self._removed or raft._getLeader() is None:
             return False
         return time.monotonic() - self._last_proof <= self.cfg.ready_window_seconds
 
@@ -386,7 +443,7 @@ class ReplicatedNode:
         parse_hostport(raft_addr)
         deadline = time.monotonic() + timeout
         with self._membership_lock:
-            raft = self._require_raft()
+            raft = self._check_can_propose()
             known = {n.address for n in raft.otherNodes} | {self.cfg.raft_addr}
             if raft_addr not in known:
                 self._membership_change(lambda cb: raft.addNodeToCluster(raft_addr, callback=cb), deadline,
@@ -399,7 +456,7 @@ class ReplicatedNode:
         """Remove a member; when it is the leader, leadership is transferred away first."""
         deadline = time.monotonic() + timeout
         with self._membership_lock:
-            raft = self._require_raft()
+            raft = self._check_can_propose()
             raft_addr = self._addr_of(node_id)
             if raft_addr is None:
                 raise errors.MembershipError(f"unknown member {node_id}")
@@ -411,6 +468,7 @@ class ReplicatedNode:
                     # This node cannot see the commit of its own removal (the leader stops sending to it at
                     # once): ask the leader directly over the authenticated utility channel.
                     self._utility(leader.address, ["remove", raft_addr], deadline, "remove", node_id)
+                    self._removed = True
                 else:
                     self._membership_change(lambda cb: raft.removeNodeFromCluster(raft_addr, callback=cb),
                                             deadline, "remove", node_id, raft_addr)
@@ -433,17 +491,13 @@ class ReplicatedNode:
             return node_id
         return None
 
-    def _require_raft(self) -> _RaftCore:
-        raft = self._raft
-        if raft is None or self._stopping.is_set():
-            raise errors.Unavailable("node is not running", "NOT_READY")
-        return raft
-
     def _move_leadership_off(self, raft_addr: str, deadline: float) -> None:
         """If `raft_addr` leads, ask it to hand leadership to a caught-up follower and wait for a new leader."""
-        raft = self._require_raft()
+        raft = self._check_can_propose()
         while True:
             leader = raft._getLeader()
+            if leader is not None:
+                self._check_can_propose()   # removed from the cluster, or the leader is unreachable
             if leader is not None and leader.address != raft_addr:
                 return
             if time.monotonic() > deadline:
@@ -537,6 +591,13 @@ class ReplicatedNode:
         if mine is None or mine.node_id != self.node_id or mine.grpc_addr != self.cfg.grpc_addr:
             self.submit([commands.Envelope("", commands.SetMember(self.node_id, self.cfg.raft_addr,
                                                                   self.cfg.grpc_addr))], 5.0)
+        if raft._isLeader():
+            # Drop table rows of members no longer in the Raft configuration (e.g. a node that removed
+            # itself cannot commit its own RemoveMember).
+            config = {n.address for n in raft.otherNodes} | {self.cfg.raft_addr}
+            for addr, record in self._member_table().items():
+                if addr not in config:
+                    self.submit([commands.Envelope("", commands.RemoveMember(record.node_id))], 5.0)
         bootstrap = self.machine.bootstrap_envelope()
         if bootstrap is not None and not self._limits_proposed and raft._isLeader():
             result = self.submit([bootstrap], 5.0)[0]
