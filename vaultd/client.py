@@ -239,7 +239,8 @@ class VaultClient:
     """A connection to a vaultd cluster through any of `endpoints` ("host:port").
 
     `timeout` is each call's total budget including retries and failover; `attempt_timeout` bounds one
-    attempt on one node, so a hung node costs at most that before the next endpoint is tried.
+    attempt on one node (default: half the remaining budget for unary calls when there are several
+    endpoints), so a hung node costs at most that before the next endpoint is tried.
     """
 
     def __init__(self, endpoints: Sequence[str] | str, timeout: float = DEFAULT_TIMEOUT,
@@ -297,8 +298,18 @@ class VaultClient:
         return cluster_pb2_grpc.ClusterServiceStub(self._channel(endpoint))
 
     # the retry loop
+    def _attempt_budget(self, remaining: float, split: bool) -> float:
+        """Time for one attempt on one node. Without an explicit attempt_timeout, a call that may fail over
+        gives its first attempts half of what remains, so a hung (not refusing) node cannot eat the whole
+        deadline; streaming calls (split=False) get everything, since a long import is not a hang."""
+        if self.attempt_timeout is not None:
+            return min(remaining, self.attempt_timeout)
+        if split and len(self.endpoints) > 1 and remaining > 1.0:
+            return remaining / 2
+        return remaining
+
     def _call(self, invoke: Callable[[str, float, list[tuple[str, str]]], T], timeout: float | None,
-              request_id: str = "", retry: bool = True) -> T:
+              request_id: str = "", retry: bool = True, split: bool = True) -> T:
         """Run invoke(endpoint, attempt_timeout, metadata) with failover and backoff until the deadline."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
@@ -309,7 +320,7 @@ class VaultClient:
             endpoint_index = (self._preferred + attempt) % len(self.endpoints)
             endpoint = self.endpoints[endpoint_index]
             remaining = deadline - time.monotonic()
-            per_attempt = remaining if self.attempt_timeout is None else min(remaining, self.attempt_timeout)
+            per_attempt = self._attempt_budget(remaining, split)
             try:
                 result = invoke(endpoint, max(per_attempt, 0.001), metadata)
                 self._preferred = endpoint_index
@@ -462,7 +473,7 @@ class VaultClient:
             first = next(stream, None)
             return stream, (first.data if first is not None else None)
 
-        stream, first = self._call(invoke, budget)
+        stream, first = self._call(invoke, budget, split=False)
         if first is None:
             return
         yield first
@@ -520,7 +531,7 @@ class VaultClient:
         def invoke(endpoint: str, attempt_timeout: float, metadata: list[tuple[str, str]]) -> Any:
             return self._vault(endpoint).ImportVault(chunks(), timeout=attempt_timeout, metadata=metadata)
 
-        return self._call(invoke, timeout, rid, retry=replayable)
+        return self._call(invoke, timeout, rid, retry=replayable, split=False)
 
     # --- cluster ---
     def status(self, *, endpoint: str | None = None, timeout: float | None = None) -> cluster_pb2.NodeStatus:

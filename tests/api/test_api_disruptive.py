@@ -63,6 +63,20 @@ def test_client_fails_over_when_its_node_is_killed(cluster_factory: Callable[...
     client.put("fo", "before", b"1")
     assert client.current_endpoint == leader.grpc_addr
 
+    # A hung node (SIGSTOP: connections accepted, never answered) costs half the budget, then failover.
+    hung_first = cluster.client([others[0], leader], timeout=4.0)
+    assert hung_first.get("fo", "before").value == b"1"      # connected to others[0] before it hangs
+    assert hung_first.current_endpoint == others[0].grpc_addr
+    cluster.pause(others[0])
+    try:
+        started = time.monotonic()
+        assert hung_first.get("fo", "before").value == b"1"
+        assert 1.5 <= time.monotonic() - started < 4.0
+        assert hung_first.current_endpoint == leader.grpc_addr
+    finally:
+        cluster.resume(others[0])
+    cluster.wait_ready(timeout=30)
+
     cluster.kill(leader)
     started = time.monotonic()
     put = client.put("fo", "after", b"2")          # retried on the next endpoint until a new leader commits it

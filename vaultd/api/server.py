@@ -96,21 +96,25 @@ class VaultdServer:
 
 
 def build_server(*, node: Any, machine: Any, stats: Any, cfg: Any,
-                 interceptors: Sequence[grpc.ServerInterceptor] = ()) -> VaultdServer:
+                 interceptors: Sequence[grpc.ServerInterceptor] = (), workers: int | None = None,
+                 max_concurrent_rpcs: int | None = None) -> VaultdServer:
     """A server bound to cfg.grpc_addr, not yet started. `stats` may be None (access statistics off).
 
-    Optional cfg attributes: grpc_workers, grpc_max_concurrent_rpcs. The result behaves as a grpc.Server
-    (start, stop, wait_for_termination, add_insecure_port) and also owns the health loop.
+    workers / max_concurrent_rpcs default to cfg.grpc_workers / cfg.grpc_max_concurrent_rpcs when the config
+    has them, else 32 / 256. The result behaves as a grpc.Server (start, stop, wait_for_termination,
+    add_insecure_port) and also owns the health loop and the stats fan-out.
     """
     max_value = machine.reader().limits().max_value_size
     receive = max(MAX_RECEIVE_BYTES, max_value + 64 * 1024)
-    workers = int(getattr(cfg, "grpc_workers", 0) or DEFAULT_WORKERS)
+    workers = int(workers or getattr(cfg, "grpc_workers", 0) or DEFAULT_WORKERS)
+    max_concurrent_rpcs = int(max_concurrent_rpcs or getattr(cfg, "grpc_max_concurrent_rpcs", 0)
+                              or DEFAULT_MAX_CONCURRENT_RPCS)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vaultd-grpc"),
         interceptors=list(interceptors),
         options=[("grpc.max_receive_message_length", receive), ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 0)],
-        maximum_concurrent_rpcs=int(getattr(cfg, "grpc_max_concurrent_rpcs", 0) or DEFAULT_MAX_CONCURRENT_RPCS))
+        maximum_concurrent_rpcs=max_concurrent_rpcs)
     fanout = StatsFanout(machine, stats, cfg.node_id)
     vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), server)
     cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout), server)
