@@ -139,8 +139,8 @@ class NodeCollector:
         yield gauge("vaultd_ready", "1 when the node has a leader and has caught up (same as /readyz).",
                     1 if state.ready else 0)
         yield gauge("vaultd_raft_is_leader", "1 when this node is the Raft leader.",
-                    1 if role == "leader" or (leader and leader == me) else 0)
-        yield gauge("vaultd_raft_has_leader", "1 when this node knows a leader.", 1 if leader else 0)
+                    1 if role == "leader" or getattr(status, "leader_id", "") == me else 0)
+        yield gauge("vaultd_raft_has_leader", "1 when this node knows a leader it can reach.", 1 if leader else 0)
         yield gauge("vaultd_raft_term", "Current Raft term.", int(getattr(status, "term", 0) or 0))
         yield gauge("vaultd_raft_commit_index", "Highest log index known committed.",
                     int(getattr(status, "commit_index", 0) or 0))
@@ -153,7 +153,7 @@ class NodeCollector:
         members = list(getattr(status, "members", ()) or ())
         for member in members:
             peer = str(getattr(member, "node_id", "") or "")
-            if peer and peer != me:
+            if peer and peer != me and not getattr(member, "is_self", False):
                 reach.add_metric([peer], 1 if getattr(member, "reachable", False) else 0)
         yield reach
         yield gauge("vaultd_raft_members", "Members in this node's view of the cluster configuration.",

@@ -31,8 +31,16 @@ class Readiness:
 
 
 def leader_of(status: Any) -> str:
-    """Leader node id from a status object ("" when none)."""
-    return str(getattr(status, "leader_id", "") or "")
+    """The leader's node id if this node knows one it can reach, else "".
+
+    pysyncobj keeps naming the old leader while a follower is cut off from everyone (it starts no election
+    without a connection), so a leader whose member entry says unreachable does not count.
+    """
+    leader = str(getattr(status, "leader_id", "") or "")
+    for member in getattr(status, "members", ()) or ():
+        if getattr(member, "node_id", None) == leader and not getattr(member, "reachable", True):
+            return ""
+    return leader
 
 
 def readiness(node: NodeLike) -> Readiness:
@@ -43,10 +51,12 @@ def readiness(node: NodeLike) -> Readiness:
     except Exception as exc:  # a node that cannot even report status is not ready
         return Readiness(False, (Check("status", False, f"status unavailable: {type(exc).__name__}"),))
     leader = leader_of(status)
+    named = str(getattr(status, "leader_id", "") or "")
     applied = int(getattr(status, "applied_index", 0) or 0)
     commit = int(getattr(status, "commit_index", 0) or 0)
     checks = (
-        Check("has_leader", bool(leader), f"leader {leader}" if leader else "no leader known"),
+        Check("has_leader", bool(leader), f"leader {leader}" if leader else
+              f"leader {named} unreachable" if named else "no leader known"),
         Check("caught_up", ready,
               f"applied {applied}, commit {commit}" + ("" if ready else " (not caught up with the leader)")),
     )
