@@ -136,6 +136,7 @@ def test_request_id_returns_original_result_without_reapplying(drive: Driver) ->
 
 def test_request_ids_are_evicted_by_log_position(drive: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(machine_module, "REQUEST_WINDOW", 5)
+    monkeypatch.setattr(machine_module, "EVICT_EVERY", 1)
     drive.one(Envelope("old", c.Put("app", "k", b"v")))
     for _ in range(5):
         drive.ok(c.Noop())

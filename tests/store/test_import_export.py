@@ -289,6 +289,7 @@ def test_staged_entries_are_capped_by_the_key_limit(drive: Driver) -> None:
 
 def test_abandoned_imports_are_evicted_by_log_position(drive: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(machine_module, "IMPORT_TTL", 3)
+    monkeypatch.setattr(machine_module, "EVICT_EVERY", 1)
     drive.ok(c.ImportBegin("i", "app", ImportMode.OVERWRITE))
     drive.ok(c.ImportChunk("i", ENTRIES))
     drive.ok(c.Noop())

@@ -13,6 +13,7 @@ from vaultd.store import StateMachine, StorageFailure
 from vaultd.store import commands as c
 from vaultd.store import snapshotfile
 from vaultd.store.errors import SnapshotInvalid
+from vaultd.store.schema import PAGE_SIZE
 
 from .conftest import Driver
 
@@ -140,7 +141,7 @@ def test_corrupt_page_inside_a_valid_checksum_fails_integrity_check(tmp_path: Pa
     src.close()
     dst.close()
     raw = bytearray(image.read_bytes())
-    for i in range(4096 * 3 + 100, 4096 * 3 + 400):   # scribble over a b-tree page, keep the header intact
+    for i in range(PAGE_SIZE, 4 * PAGE_SIZE):   # scribble over b-tree pages 2-4, keep page 1 (the header) intact
         raw[i] = 0x55
     image.write_bytes(bytes(raw))
     info = snapshotfile.write(str(tmp_path / "scribbled"), str(image), 30, 3)
@@ -197,7 +198,7 @@ def test_opening_a_corrupted_database_fails_loudly(tmp_path: Path) -> None:
     m = _replay(path, _entries(30))
     m.close()
     raw = bytearray(path.read_bytes())
-    for i in range(4096 * 2, 4096 * 2 + 3000):
+    for i in range(PAGE_SIZE, 3 * PAGE_SIZE):
         raw[i] = 0xAA
     path.write_bytes(bytes(raw))
     with pytest.raises(StorageFailure):
@@ -226,3 +227,19 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StorageFailure):
         StateMachine(str(tmp_path / "db"))
+
+
+def test_snapshot_with_another_page_size_is_converted_on_restore(tmp_path: Path, target: Driver) -> None:
+    m = _replay(tmp_path / "src.db", _entries(10))
+    reference = m.state_hash()
+    m.close()
+    small = apsw.Connection(str(tmp_path / "src.db"))
+    small.execute("PRAGMA journal_mode=DELETE")
+    small.execute("PRAGMA page_size=4096")
+    small.execute("VACUUM")
+    assert small.execute("PRAGMA page_size").get == 4096
+    small.close()
+    info = snapshotfile.write(str(tmp_path / "snap4k"), str(tmp_path / "src.db"), 10, 3)
+    target.machine.restore(info.path)
+    assert target.machine.state_hash() == reference
+    assert target.machine.reader().count("v0") > 0

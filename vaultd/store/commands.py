@@ -200,6 +200,7 @@ _KIND: dict[type, str] = {
     ImportChunk: "import_chunk", ImportCommit: "import_commit", Import: "import",
 }
 _CLASS_BY_KIND = {kind: cls for cls, kind in _KIND.items()}
+_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _KIND}
 _MODE_TO_PB = {ImportMode.FAIL_IF_EXISTS: pb.IMPORT_MODE_FAIL_IF_EXISTS, ImportMode.OVERWRITE: pb.IMPORT_MODE_OVERWRITE,
                ImportMode.SKIP_EXISTING: pb.IMPORT_MODE_SKIP_EXISTING}
 _MODE_FROM_PB = {v: k for k, v in _MODE_TO_PB.items()}
@@ -252,8 +253,8 @@ def _command_to_pb(cmd: Command) -> pb.Command:
         raise TypeError(f"cannot encode command type {type(cmd).__name__}")
     sub = getattr(out, kind)
     sub.SetInParent()
-    for f in fields(cmd):
-        _put_field(sub, f.name, getattr(cmd, f.name))
+    for name in _FIELDS[type(cmd)]:
+        _put_field(sub, name, getattr(cmd, name))
     return out
 
 
@@ -263,7 +264,7 @@ def _command_from_pb(msg: pb.Command) -> Command:
     if cls is None:
         return Unknown()
     sub = getattr(msg, kind)
-    return cls(**{f.name: _get_field(sub, f.name) for f in fields(cls)})
+    return cls(**{name: _get_field(sub, name) for name in _FIELDS[cls]})
 
 
 def encode_batch(batch: Batch) -> bytes:

@@ -38,6 +38,7 @@ class Ctx:
     index: int          # Raft index of the entry: the revision of every change it makes
     ts: int             # effective timestamp (ns) of the batch
     limits: Limits
+    recorded: int = 0   # request outcomes stored so far in this batch
 
 
 def _one(ctx: Ctx, sql: str, args: tuple[Any, ...] = ()) -> Any:
@@ -69,14 +70,16 @@ def _key_version(ctx: Ctx, vault: str, key: str) -> int:
 
 def _put_key(ctx: Ctx, vault: str, key: str, value: bytes, expected: int | None) -> int:
     """Write one key (creating the vault if needed) and return its new version."""
-    current = _key_version(ctx, vault, key)
+    current, key_count = ctx.conn.execute(
+        "SELECT (SELECT version FROM keys WHERE vault = ? AND key = ?), (SELECT key_count FROM vaults WHERE name = ?)",
+        (vault, key, vault)).fetchone()
+    current = current or 0
     if expected is not None and expected != current:
         raise VersionMismatch(expected, current, key)
     if current:
         ctx.conn.execute("UPDATE keys SET value = ?, version = version + 1, updated_at = ?, revision = ? "
                          "WHERE vault = ? AND key = ?", (value, ctx.ts, ctx.index, vault, key))
         return current + 1
-    key_count = _one(ctx, "SELECT key_count FROM vaults WHERE name = ?", (vault,))
     if key_count is None:
         _insert_vault(ctx, vault)
         key_count = 0

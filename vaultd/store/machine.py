@@ -25,6 +25,8 @@ REQUEST_WINDOW = 100_000
 MAX_REQUESTS = 100_000
 # A staged import untouched for this many log positions is abandoned and dropped.
 IMPORT_TTL = 20_000
+# Window-based eviction runs when the applied index crosses a multiple of this (cheap entries in between).
+EVICT_EVERY = 64
 MAX_REQUEST_ID_CHARS = 256
 
 
@@ -82,8 +84,11 @@ class StateMachine:
         ts = max(int(batch.timestamp_ns), last_ts)
         ctx = handlers.Ctx(conn, index, ts, read_limits(conn))
         results = [self._apply_one(ctx, position, env) for position, env in enumerate(batch.commands)]
-        self._evict(index)
-        conn.execute("UPDATE state SET applied_index = ?, applied_term = ?, last_ts = ?", (index, term, ts))
+        request_count = conn.execute(
+            "UPDATE state SET applied_index = ?, applied_term = ?, last_ts = ?, request_count = request_count + ? "
+            "RETURNING request_count", (index, term, ts, ctx.recorded)).get
+        if request_count > MAX_REQUESTS or index // EVICT_EVERY != self.applied_index // EVICT_EVERY:
+            self._evict(index)
         conn.execute("COMMIT")
         self.applied_index, self.applied_term = index, term
         self._totals = read_totals(conn)
@@ -117,16 +122,16 @@ class StateMachine:
         if rid:
             conn.execute("INSERT INTO requests (request_id, log_index, position, result) VALUES (?, ?, ?, ?)",
                          (rid, ctx.index, position, encode_result(result)))
-            conn.execute("UPDATE state SET request_count = request_count + 1")
+            ctx.recorded += 1
         return result
 
     def _evict(self, index: int) -> None:
-        """Deterministic, log-position-based forgetting of request outcomes and abandoned imports."""
+        """Deterministic forgetting of request outcomes and abandoned imports. It depends only on the log
+        (the index and the previously applied index), so every replica evicts the same rows at the same entry."""
         conn = self._conn
         conn.execute("DELETE FROM requests WHERE log_index < ?", (index - REQUEST_WINDOW,))
-        removed = conn.changes()
         count = conn.execute("UPDATE state SET request_count = request_count - ? RETURNING request_count",
-                             (removed,)).get
+                             (conn.changes(),)).get
         if count > MAX_REQUESTS:
             conn.execute("DELETE FROM requests WHERE request_id IN (SELECT request_id FROM requests "
                          "ORDER BY log_index, position LIMIT ?)", (count - MAX_REQUESTS,))
@@ -213,7 +218,7 @@ class StateMachine:
         image = self.path + ".restore"
         try:
             snapshotfile.extract(path, image)
-            candidate = _open_candidate(image)
+            candidate = _open_candidate(image, self._conn.execute("PRAGMA page_size").get)
             try:
                 with self._conn.backup("main", candidate, "main") as backup:
                     backup.step(-1)
@@ -230,7 +235,7 @@ class StateMachine:
         self._conn.close()
 
 
-def _open_candidate(image: str) -> apsw.Connection:
+def _open_candidate(image: str, page_size: int) -> apsw.Connection:
     """Open an extracted snapshot image and prove it is a sound vaultd database at our schema version."""
     try:
         conn = apsw.Connection(image)
@@ -245,6 +250,10 @@ def _open_candidate(image: str) -> apsw.Connection:
         migrate(conn)
         read_applied(conn)
         conn.execute("PRAGMA journal_mode=DELETE")
+        if conn.execute("PRAGMA page_size").get != page_size:
+            # a backup into a WAL database cannot change its page size: rewrite the copy to match
+            conn.execute(f"PRAGMA page_size={page_size}")
+            conn.execute("VACUUM")
     except SnapshotInvalid:
         conn.close()
         raise

@@ -9,7 +9,7 @@ deterministic and readable; results are small (no values in them).
 from __future__ import annotations
 
 import json
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from typing import Any
 
 from vaultd.store import results as r
@@ -18,11 +18,13 @@ from vaultd.store.errors import StoreError
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     r.Limits, r.VaultInfo, r.MemberRecord, r.PutResult, r.DeleteResult, r.DeleteVaultResult, r.CopyVaultResult,
     r.TxnOpResult, r.TxnResult, r.ImportStaged, r.ImportResult)}
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _TYPES.values()}
 
 
 def _enc(value: Any) -> Any:
-    if is_dataclass(value) and type(value).__name__ in _TYPES:
-        out = {f.name: _enc(getattr(value, f.name)) for f in fields(value)}
+    names = _FIELDS.get(type(value))
+    if names is not None:
+        out = {name: _enc(getattr(value, name)) for name in names}
         out["@"] = type(value).__name__
         return out
     if isinstance(value, (tuple, list)):
