@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vaultd.store import StateMachine
+from vaultd.store import commands as c
 from vaultd.store.commands import Batch, Command, Envelope
 from vaultd.store.results import Result
 
@@ -50,3 +52,27 @@ def machine(tmp_path: Path) -> Iterator[StateMachine]:
 @pytest.fixture
 def drive(machine: StateMachine) -> Driver:
     return Driver(machine)
+
+
+def workload(seed: int, n_batches: int = 60) -> list[bytes]:
+    """Encoded log entries mixing every command kind, successes and rejections."""
+    rng = random.Random(seed)
+    vaults = ["app", "app2", "app.x", "cfg"]
+    keys = ["a", "b", "a%", "a_", "😀", "k:1", "z"]
+    entries = [c.encode_batch(Batch(10, (Envelope("", c.SetLimits(max_vaults=3, max_keys_per_vault=5)),
+                                         Envelope("", c.SetMember("n1", "h:1", "h:2")))))]
+    for i in range(n_batches):
+        cmds = []
+        for j in range(rng.randint(1, 6)):
+            v, k = rng.choice(vaults), rng.choice(keys)
+            cmd = rng.choice([
+                c.Put(v, k, rng.randbytes(rng.randint(0, 20)), rng.choice([None, 0, 1, 2])),
+                c.Delete(v, k, rng.choice([None, 0, 1])),
+                c.Txn(v, (c.TxnPut(k, b"t", None), c.TxnDelete(rng.choice(keys), rng.choice([None, 1])))),
+                c.CopyVault(v, rng.choice(vaults)), c.DeleteVault(v), c.CreateVault(v, "d"),
+                c.UpdateVault(v, owner=str(i)), c.Noop(),
+                c.Import(v, rng.choice(list(c.ImportMode)), (c.ImportEntry(k, b"i"),)),
+            ])
+            cmds.append(Envelope(f"r{rng.randint(0, 40)}" if rng.random() < 0.5 else "", cmd))
+        entries.append(c.encode_batch(Batch(1000 + i * rng.choice([1, -1]) * 7, tuple(cmds))))
+    return entries

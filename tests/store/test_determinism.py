@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import apsw
@@ -13,33 +12,9 @@ from vaultd.store import commands as c
 from vaultd.store import errors as e
 from vaultd.store import handlers, machine as machine_module
 from vaultd.store.commands import Batch, Envelope
-from vaultd.store.results import Err, PutResult
+from vaultd.store.results import PutResult
 
-from .conftest import Driver
-
-
-def _workload(seed: int, n_batches: int = 60) -> list[bytes]:
-    """Encoded log entries mixing every command kind, successes and rejections."""
-    rng = random.Random(seed)
-    vaults = ["app", "app2", "app.x", "cfg"]
-    keys = ["a", "b", "a%", "a_", "😀", "k:1", "z"]
-    entries = [c.encode_batch(Batch(10, (Envelope("", c.SetLimits(max_vaults=3, max_keys_per_vault=5)),
-                                         Envelope("", c.SetMember("n1", "h:1", "h:2")))))]
-    for i in range(n_batches):
-        cmds = []
-        for j in range(rng.randint(1, 6)):
-            v, k = rng.choice(vaults), rng.choice(keys)
-            cmd = rng.choice([
-                c.Put(v, k, rng.randbytes(rng.randint(0, 20)), rng.choice([None, 0, 1, 2])),
-                c.Delete(v, k, rng.choice([None, 0, 1])),
-                c.Txn(v, (c.TxnPut(k, b"t", None), c.TxnDelete(rng.choice(keys), rng.choice([None, 1])))),
-                c.CopyVault(v, rng.choice(vaults)), c.DeleteVault(v), c.CreateVault(v, "d"),
-                c.UpdateVault(v, owner=str(i)), c.Noop(),
-                c.Import(v, rng.choice(list(c.ImportMode)), (c.ImportEntry(k, b"i"),)),
-            ])
-            cmds.append(Envelope(f"r{rng.randint(0, 40)}" if rng.random() < 0.5 else "", cmd))
-        entries.append(c.encode_batch(Batch(1000 + i * rng.choice([1, -1]) * 7, tuple(cmds))))
-    return entries
+from .conftest import Driver, workload
 
 
 def _replay(path: Path, entries: list[bytes]) -> tuple[StateMachine, list]:
@@ -49,7 +24,7 @@ def _replay(path: Path, entries: list[bytes]) -> tuple[StateMachine, list]:
 
 
 def test_two_replicas_given_the_same_log_are_identical(tmp_path: Path) -> None:
-    entries = _workload(7)
+    entries = workload(7)
     a, out_a = _replay(tmp_path / "a.db", entries)
     b, out_b = _replay(tmp_path / "b.db", entries)
     try:
@@ -63,8 +38,8 @@ def test_two_replicas_given_the_same_log_are_identical(tmp_path: Path) -> None:
 
 
 def test_different_logs_give_different_hashes(tmp_path: Path) -> None:
-    a, _ = _replay(tmp_path / "a.db", _workload(1))
-    b, _ = _replay(tmp_path / "b.db", _workload(2))
+    a, _ = _replay(tmp_path / "a.db", workload(1))
+    b, _ = _replay(tmp_path / "b.db", workload(2))
     try:
         assert a.state_hash() != b.state_hash()
     finally:
@@ -84,7 +59,7 @@ def test_hash_covers_applied_index_values_and_settings(drive: Driver) -> None:
 
 
 def test_reapplying_an_old_index_changes_nothing(tmp_path: Path) -> None:
-    entries = _workload(3, 20)
+    entries = workload(3, 20)
     m, _ = _replay(tmp_path / "db", entries)
     try:
         before = m.state_hash()
@@ -98,7 +73,7 @@ def test_reapplying_an_old_index_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_replay_after_restart_is_idempotent(tmp_path: Path) -> None:
-    entries = _workload(4, 30)
+    entries = workload(4, 30)
     m, _ = _replay(tmp_path / "db", entries[:20])
     m.close()
     m = StateMachine(str(tmp_path / "db"))            # reopened: knows it applied 20

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,7 +31,7 @@ _COPY_CHUNK = 1 << 20
 
 def write(path: str, image_path: str, index: int, term: int) -> SnapshotInfo:
     """Write header + image to a temporary name beside `path`, fsync, then rename over `path` atomically."""
-    tmp = f"{path}.{os.getpid()}.partial"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
     digest = hashlib.sha256()
     with open(image_path, "rb") as src, open(tmp, "wb") as out:
         out.write(b"\0" * HEADER_SIZE)
