@@ -236,6 +236,10 @@ class ReplicatedNode:
             commandsWaitLeader=False,
             appendEntriesUseBatch=cfg.append_entries_use_batch,
             appendEntriesPeriod=cfg.append_entries_period,
+            # Above the largest entry: pysyncobj splits a bigger single entry into a 'transmission' whose
+            # 'finish' marker is computed from the unpickled length, so some sizes just under a multiple of
+            # the batch size are cut short and fail with 'pickle data was truncated' on every follower.
+            appendEntriesBatchSizeBytes=2 * cfg.entry_max_bytes,
             autoTickPeriod=cfg.auto_tick_period,
             raftMinTimeout=cfg.raft_min_timeout,
             raftMaxTimeout=cfg.raft_max_timeout,
