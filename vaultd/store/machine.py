@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 import apsw
 
 from vaultd.store import commands as c
@@ -64,18 +65,24 @@ class StateMachine:
         if index <= self.applied_index:
             return [self._recorded(env, index) for env in batch.commands]
         try:
-            return self._apply(index, term, batch)
+            return self._storage_guard(index, lambda: self._apply(index, term, batch))
+        except StorageFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug outside any one command: same outcome on every replica
+            self._rollback()
+            failure = Internal(f"batch failed with {type(exc).__name__}")
+            self._storage_guard(index, lambda: self._apply(index, term, c.Batch(0, ())))
+            return [Err(failure) for _ in batch.commands]
+
+    def _storage_guard(self, index: int, step: Callable[[], list[Result]]) -> list[Result]:
+        try:
+            return step()
         except ENVIRONMENTAL_ERRORS as exc:
             self._rollback()
             raise StorageFailure(f"database failure while applying index {index}: {type(exc).__name__}") from exc
         except StorageFailure:
             self._rollback()
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug outside any one command: same outcome on every replica
-            self._rollback()
-            failure = Internal(f"batch failed with {type(exc).__name__}")
-            self._apply(index, term, c.Batch(0, ()))
-            return [Err(failure) for _ in batch.commands]
 
     def _apply(self, index: int, term: int, batch: c.Batch) -> list[Result]:
         conn = self._conn

@@ -103,9 +103,11 @@ class AccessStats:
 
     def flush(self) -> None:
         """Write the buffered aggregate (and prune expired buckets about once a minute)."""
-        with self._buffer_lock:
-            pending, self._buffer = self._buffer, {}
+        # Swap and write under the database lock: a local_stats() that flushes after a concurrent background
+        # flush swapped the buffer must wait for that write, or it would miss those records.
         with self._db_lock:
+            with self._buffer_lock:
+                pending, self._buffer = self._buffer, {}
             with self._conn:
                 self._conn.executemany(
                     "INSERT INTO access (vault, key, op, bucket, count, duration_ns, last_ns) "
