@@ -315,3 +315,37 @@ def test_inline_import(drive: Driver) -> None:
     entries = (c.ImportEntry("a", b"1"), c.ImportEntry("b", b"2"))
     assert drive.ok(c.Import("app", c.ImportMode.FAIL_IF_EXISTS, entries)) == ImportResult(2, 0, 0)
     assert drive.ok(c.Import("app", c.ImportMode.SKIP_EXISTING, entries)) == ImportResult(0, 2, 0)
+
+
+@pytest.mark.parametrize("command, ok", [
+    (c.CreateVault("v", description="x" * 1024), True), (c.CreateVault("v", description="x" * 1025), False),
+    (c.CreateVault("v", owner="x" * 256), True), (c.CreateVault("v", owner="x" * 257), False),
+    (c.CreateVault("v", tags=tuple(str(i) for i in range(32))), True),
+    (c.CreateVault("v", tags=tuple(str(i) for i in range(33))), False),
+    (c.CreateVault("v", tags=("x" * 64,)), True), (c.CreateVault("v", tags=("x" * 65,)), False),
+    (c.Txn("v", tuple(c.TxnPut(f"k{i}", b"") for i in range(1000))), True),
+    (c.Txn("v", tuple(c.TxnPut(f"k{i}", b"") for i in range(1001))), False),
+    (c.SetMember("n" * 128, "a" * 256, "b" * 256), True), (c.SetMember("n" * 129, "a", "b"), False),
+    (c.SetMember("n", "a" * 257, "b"), False), (c.SetMember("n", "a", "b" * 257), False),
+    (c.SetLimits(1_000_000, 100_000_000, 64 << 20, 100_000), True),
+    (c.SetLimits(max_vaults=1_000_001), False), (c.SetLimits(max_keys_per_vault=100_000_001), False),
+    (c.SetLimits(max_scan_results=100_001), False),
+    (c.Envelope("r" * 256, c.Noop()), True), (c.Envelope("r" * 257, c.Noop()), False),
+])
+def test_bounds_exactly_at_and_one_past(drive: Driver, command: c.Command | c.Envelope, ok: bool) -> None:
+    result = drive.one(command)
+    assert result.ok == ok, result
+    if not ok:
+        assert result.error.reason == "INVALID_ARGUMENT"
+
+
+def test_scan_limit_exactly_at_and_one_past(drive: Driver) -> None:
+    drive.batch(*[c.Put("v", f"k{i:02}", b"") for i in range(30)])
+    drive.ok(c.SetLimits(max_scan_results=10))
+    assert len(drive.machine.reader().scan("v", "", 10)[0]) == 10
+    assert len(drive.machine.reader().scan("v", "", 11)[0]) == 10
+    drive.batch(*[c.CreateVault(f"x{i:02}") for i in range(20)])
+    assert len(drive.machine.reader().list_vaults(10)[0]) == 10
+    assert len(drive.machine.reader().list_vaults(11)[0]) == 10
+    with pytest.raises(e.InvalidArgument):
+        drive.machine.reader().list_vaults(5, "not-a-token")

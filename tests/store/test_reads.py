@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from vaultd.store import StateMachine
 from vaultd.store import commands as c
+from vaultd.store import handlers
 from vaultd.store import errors as e
 from vaultd.store.validation import prefix_successor
 
@@ -210,3 +213,27 @@ def test_range_queries_use_the_primary_key(tmp_path: Path) -> None:
         for detail in on_keys:
             assert detail.startswith("SEARCH keys USING PRIMARY KEY (vault=?"), (sql, details)
     machine.close()
+
+
+def test_reads_do_not_wait_for_an_apply_in_progress(drive: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
+    drive.ok(c.Put("app", "k", b"old"))
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_noop(ctx: handlers.Ctx, cmd: c.Noop) -> None:
+        inside.set()
+        assert release.wait(30)
+
+    monkeypatch.setitem(handlers.HANDLERS, c.Noop, slow_noop)
+    applier = threading.Thread(target=lambda: drive.batch(c.Put("app", "k", b"new"), c.Noop()))
+    applier.start()
+    try:
+        assert inside.wait(30)                     # the writer holds an open write transaction now
+        started = time.monotonic()
+        assert drive.machine.reader().get("app", "k").value == b"old"
+        assert [x.key for x in drive.machine.reader().scan("app")[0]] == ["k"]
+        assert drive.machine.state_hash()
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        applier.join(30)
+    assert drive.machine.reader().get("app", "k").value == b"new"
