@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
         def export() -> str:
             return f"{sum(len(chunk) for chunk in reader.export('bench')) / 1e6:.1f} MB JSON"
 
+        rows.append(_once("copy_vault (all keys, one entry)",
+                          lambda: str(applier([c.CopyVault("bench", "copy")], "copy")()[0].value)))
+        rows.append(_once("delete_vault (all keys, one entry)",
+                          lambda: str(applier([c.DeleteVault("copy")], "delete")()[0].value)))
         rows.append(_once("snapshot (whole database)", snapshot))
         rows.append(_once("restore into an empty node", restore))
         rows.append(_once("state_hash", lambda: machine.state_hash()[:0]))
