@@ -97,3 +97,14 @@ def test_update_without_fields_is_usage(capsys) -> None:
 
 def test_limits_set_without_options_is_usage() -> None:
     assert main(["--endpoints", DEAD, "cluster", "limits", "set"]) == EXIT_USAGE
+
+
+def test_config_show_and_serve_are_dispatched(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("VAULTD_CLUSTER_SECRET", raising=False)
+    assert main(["config", "show", "--node-id", "n7", "--data-dir", str(tmp_path)]) == EXIT_OK
+    assert "n7" in capsys.readouterr().out
+    # serve refuses to start without a cluster secret (its own exit code, not a client one)
+    code = main(["serve", "--node-id", "n1", "--data-dir", str(tmp_path), "--raft-addr", "127.0.0.1:1",
+                 "--grpc-addr", "127.0.0.1:2"])
+    assert code != EXIT_OK
+    assert "secret" in capsys.readouterr().err.lower()

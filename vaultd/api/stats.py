@@ -20,7 +20,7 @@ from vaultd.store.results import VaultInfo
 from vaultd.store.stats import KeyAccess, LocalAccessStats, combine_stats
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2
 
-PEER_TIMEOUT_SECONDS = 1.0
+PEER_TIMEOUT_SECONDS = 2.0
 TOP_KEYS = 10
 
 

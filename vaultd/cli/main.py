@@ -220,7 +220,15 @@ def _report(error: Exception, output: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `vaultd ... | head`: the reader left; silence the flush at exit too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OTHER
+
+
+def _main(args_list: list[str]) -> int:
     passed = _passthrough(args_list)
     if passed is not None:
         return passed
@@ -239,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (commands.UsageError, ValueError) as error:
         _report(error, args.output)
         return EXIT_USAGE
+    except BrokenPipeError:
+        raise
     except OSError as error:
         _report(error, args.output)
         return EXIT_OTHER
