@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 import time
@@ -237,3 +238,14 @@ def test_reads_do_not_wait_for_an_apply_in_progress(drive: Driver, monkeypatch: 
         release.set()
         applier.join(30)
     assert drive.machine.reader().get("app", "k").value == b"new"
+
+
+def test_connections_of_finished_threads_are_released(drive: Driver) -> None:
+    drive.ok(c.Put("app", "k", b"v"))
+    reader = drive.machine.reader()
+    for _ in range(20):
+        t = threading.Thread(target=lambda: reader.get("app", "k"))
+        t.start()
+        t.join(10)
+    gc.collect()
+    assert len(reader._all) <= 2          # the main thread's, and at most one not yet collected

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,7 +44,8 @@ class Reader:
         self._path = path
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[apsw.Connection] = []
+        # Weak: when a pool thread exits, its thread-local connection is collected (and closed) with it.
+        self._all: weakref.WeakSet[apsw.Connection] = weakref.WeakSet()
         self._closed = False
 
     @contextmanager
@@ -54,7 +56,7 @@ class Reader:
                 if self._closed:
                     raise RuntimeError("the store is closed")
                 conn = open_reader(self._path)
-                self._all.append(conn)
+                self._all.add(conn)
             self._local.conn = conn
         conn.execute("BEGIN")
         try:
@@ -65,7 +67,7 @@ class Reader:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for conn in self._all:
+            for conn in list(self._all):
                 conn.close()
             self._all.clear()
 
