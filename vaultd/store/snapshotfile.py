@@ -8,6 +8,7 @@ rollback-journal database, so the image is complete without -wal/-shm files):
 The header carries the image size (a truncated file is refused before hashing) and its sha256 (bit rot or a
 partial transfer is refused before anything touches the live database). Index and term are readable without
 restoring, which the replication layer needs to decide whether a snapshot is newer than its state.
+A file we cannot read or trust is SnapshotInvalid; failing to write our own files (disk full) is StorageFailure.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from vaultd.store.errors import SnapshotInvalid
+from vaultd.store.errors import SnapshotInvalid, StorageFailure
 from vaultd.store.results import SnapshotInfo
 
 MAGIC = b"VLTSNAP1"
@@ -33,15 +34,20 @@ def write(path: str, image_path: str, index: int, term: int) -> SnapshotInfo:
     """Write header + image to a temporary name beside `path`, fsync, then rename over `path` atomically."""
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
     digest = hashlib.sha256()
-    with open(image_path, "rb") as src, open(tmp, "wb") as out:
-        out.write(b"\0" * HEADER_SIZE)
-        _copy_hashing(src, out, digest)
-        size = out.tell() - HEADER_SIZE
-        out.seek(0)
-        out.write(_HEADER.pack(MAGIC, FORMAT, 0, index, term, size, digest.digest()))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(image_path, "rb") as src, open(tmp, "wb") as out:
+            out.write(b"\0" * HEADER_SIZE)
+            _copy_hashing(src, out, digest)
+            size = out.tell() - HEADER_SIZE
+            out.seek(0)
+            out.write(_HEADER.pack(MAGIC, FORMAT, 0, index, term, size, digest.digest()))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise StorageFailure(f"cannot write snapshot ({type(exc).__name__})") from exc
     _fsync_dir(path)
     return SnapshotInfo(path, index, term, HEADER_SIZE + size, digest.hexdigest())
 
@@ -64,11 +70,16 @@ def extract(path: str, image_path: str) -> SnapshotInfo:
     info = read_header(path)
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as src, open(image_path, "wb") as out:
-            src.seek(HEADER_SIZE)
-            _copy_hashing(src, out, digest)
+        src = open(path, "rb")
     except OSError as exc:
         raise SnapshotInvalid(f"cannot read snapshot file ({type(exc).__name__})") from None
+    with src:
+        src.seek(HEADER_SIZE)
+        try:   # failing to write our own copy is this node's problem, not the snapshot's
+            with open(image_path, "wb") as out:
+                _copy_hashing(src, out, digest)
+        except OSError as exc:
+            raise StorageFailure(f"cannot write the snapshot image ({type(exc).__name__})") from exc
     if digest.hexdigest() != info.checksum:
         raise SnapshotInvalid("checksum mismatch")
     return info
