@@ -538,8 +538,11 @@ class VaultClient:
         """Status of the node the client talks to (or of `endpoint`, without failover)."""
         if endpoint is None:
             return self._unary("cluster", "GetStatus", cluster_pb2.GetStatusRequest(), timeout)
-        return self._cluster(endpoint).GetStatus(cluster_pb2.GetStatusRequest(),
-                                                 timeout=self.timeout if timeout is None else timeout)
+        try:
+            return self._cluster(endpoint).GetStatus(cluster_pb2.GetStatusRequest(),
+                                                     timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
 
     def add_member(self, node_id: str, raft_addr: str, grpc_addr: str = "", *,
                    timeout: float | None = None) -> cluster_pb2.MembershipResponse:
