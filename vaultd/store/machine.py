@@ -73,6 +73,9 @@ class StateMachine:
             failure = Internal(f"batch failed with {type(exc).__name__}")
             self._storage_guard(index, lambda: self._apply(index, term, c.Batch(0, ())))
             return [Err(failure) for _ in batch.commands]
+        except BaseException:   # KeyboardInterrupt, SystemExit: leave no open transaction behind
+            self._rollback()
+            raise
 
     def _storage_guard(self, index: int, step: Callable[[], list[Result]]) -> list[Result]:
         try:
