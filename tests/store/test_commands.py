@@ -330,7 +330,9 @@ def test_inline_import(drive: Driver) -> None:
     (c.SetLimits(1_000_000, 100_000_000, 64 << 20, 100_000), True),
     (c.SetLimits(max_vaults=1_000_001), False), (c.SetLimits(max_keys_per_vault=100_000_001), False),
     (c.SetLimits(max_scan_results=100_001), False),
-    (c.Envelope("r" * 256, c.Noop()), True), (c.Envelope("r" * 257, c.Noop()), False),
+    (c.Envelope("r" * 512, c.Noop()), True), (c.Envelope("r" * 513, c.Noop()), False),
+    (c.ImportBegin("i" * 256, "v", c.ImportMode.OVERWRITE), True),
+    (c.ImportBegin("i" * 257, "v", c.ImportMode.OVERWRITE), False),
 ])
 def test_bounds_exactly_at_and_one_past(drive: Driver, command: c.Command | c.Envelope, ok: bool) -> None:
     result = drive.one(command)

@@ -131,7 +131,7 @@ def test_request_table_has_a_count_bound(drive: Driver, monkeypatch: pytest.Monk
 
 
 def test_overlong_request_id_is_rejected(drive: Driver) -> None:
-    assert isinstance(drive.err(Envelope("x" * 257, c.Noop())), e.InvalidArgument)
+    assert isinstance(drive.err(Envelope("x" * 513, c.Noop())), e.InvalidArgument)
 
 
 def test_timestamps_come_from_the_batch_and_never_go_backwards(drive: Driver) -> None:

@@ -24,7 +24,8 @@ from vaultd.store.validation import (MAX_DESCRIPTION_CHARS, MAX_OWNER_CHARS, val
 
 MAX_TXN_OPS = 1_000
 MAX_OPEN_IMPORTS = 64
-MAX_ID_CHARS = 128
+MAX_ID_CHARS = 128            # node ids
+MAX_IMPORT_ID_CHARS = 256     # import ids (the API derives them from request ids)
 MAX_ADDR_CHARS = 256
 # SetLimits sanity bounds: a limit beyond these is a typo, and 64 MiB values could not travel in one Raft entry.
 HARD_LIMITS = Limits(max_vaults=1_000_000, max_keys_per_vault=100_000_000, max_value_size=64 << 20,
@@ -226,8 +227,8 @@ def unknown(ctx: Ctx, cmd: c.Unknown) -> None:
     raise InvalidArgument("command", "unknown command kind (written by a newer vaultd?)")
 
 
-def _validate_id(value: object, field: str) -> str:
-    text = validate_text(value, field, MAX_ID_CHARS)
+def _validate_id(value: object, field: str, max_chars: int = MAX_ID_CHARS) -> str:
+    text = validate_text(value, field, max_chars)
     if not text:
         raise InvalidArgument(field, "must not be empty")
     return text
@@ -235,7 +236,7 @@ def _validate_id(value: object, field: str) -> str:
 
 def _staging_id(import_id: object) -> str:
     # Client ids live in their own namespace so they can never collide with the inline Import's staging id.
-    return "c:" + _validate_id(import_id, "import_id")
+    return "c:" + _validate_id(import_id, "import_id", MAX_IMPORT_ID_CHARS)
 
 
 def _mode(mode: object) -> c.ImportMode:

@@ -28,7 +28,7 @@ MAX_REQUESTS = 100_000
 IMPORT_TTL = 20_000
 # Window-based eviction runs when the applied index crosses a multiple of this (cheap entries in between).
 EVICT_EVERY = 64
-MAX_REQUEST_ID_CHARS = 256
+MAX_REQUEST_ID_CHARS = 512   # room for ids the API derives from a client id ("<id>/chunk/<n>")
 
 
 class StateMachine:
