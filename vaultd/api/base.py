@@ -59,9 +59,6 @@ class ServicerBase:
         results = self.node.submit([Envelope(request_id, command)], timeout=timeout_of(context))
         return results[0].unwrap()
 
-    def submit_many(self, context: grpc.ServicerContext, envelopes: list[Envelope]) -> list[Any]:
-        return [r.unwrap() for r in self.node.submit(envelopes, timeout=timeout_of(context))]
-
     def reader(self, context: grpc.ServicerContext, consistency: int = vault_pb2.CONSISTENCY_UNSPECIFIED) -> Any:
         """A reader after a read barrier (linearizable), or at once for CONSISTENCY_LOCAL."""
         if consistency == vault_pb2.CONSISTENCY_LOCAL:
