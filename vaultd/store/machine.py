@@ -101,7 +101,8 @@ class StateMachine:
             self._evict(index)
         conn.execute("COMMIT")
         self.applied_index, self.applied_term = index, term
-        self._totals = read_totals(conn)
+        if not all(isinstance(env.command, c.Noop) for env in batch.commands):   # barriers change no totals
+            self._totals = read_totals(conn)
         return results
 
     def _apply_one(self, ctx: handlers.Ctx, position: int, env: c.Envelope) -> Result:
