@@ -127,6 +127,8 @@ def vault_export(args: argparse.Namespace, client: VaultClient) -> None:
 def vault_import(args: argparse.Namespace, client: VaultClient) -> None:
     source: IO[bytes]
     if args.file in (None, "-"):
+        if sys.stdin.isatty():
+            raise UsageError("no input: give a file, or pipe the file into stdin")
         source, total = sys.stdin.buffer, None
     else:
         source = open(args.file, "rb")
