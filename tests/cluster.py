@@ -69,6 +69,16 @@ def free_port() -> int:
     raise RuntimeError("no free port found")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the test process dies (no orphaned nodes after a crash)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class NodeProc:
     node_id: str
@@ -179,7 +189,8 @@ class Cluster:
             log.write(f"--- start {' '.join(self.command(node)[1:])}\n".encode())
             log.flush()
             node.proc = subprocess.Popen(self.command(node), cwd=str(REPO), env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         node.paused = False
 
     def running(self) -> list[NodeProc]:

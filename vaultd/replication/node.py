@@ -205,7 +205,7 @@ class ReplicatedNode:
         if self._journal.truncated_tail_bytes:
             log.warning("journal had a torn tail of %d bytes (never acknowledged); cut off",
                         self._journal.truncated_tail_bytes)
-        self._snapshots = Snapshotter(machine, os.path.join(cfg.raft_dir, "snapshot"), fsync=fsync)
+        self._snapshots = Snapshotter(machine, os.path.join(cfg.raft_dir, "snapshot"), fsync=fsync, fatal=fatal)
         self._raft: _RaftCore | None = None
         self._batcher = Batcher(self._propose, batch_max_bytes=cfg.batch_max_bytes,
                                 entry_max_bytes=cfg.entry_max_bytes, max_inflight=cfg.max_inflight_entries,

@@ -29,6 +29,7 @@ import shutil
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
@@ -37,6 +38,7 @@ from pysyncobj.node import TCPNode
 from vaultd.observability import metrics
 from vaultd.observability.logs import log_snapshot
 from vaultd.replication.journal import fsync_dir
+from vaultd.store.errors import StorageFailure
 
 log = logging.getLogger("vaultd.raft")
 
@@ -69,8 +71,10 @@ def read_header(path: str) -> tuple[dict[str, Any], int]:
 class Snapshotter:
     """pysyncobj serializer / serializeChecker / deserializer over `machine.snapshot()` / `restore()`."""
 
-    def __init__(self, machine: Any, dump_path: str, fsync: bool = True) -> None:
+    def __init__(self, machine: Any, dump_path: str, fsync: bool = True,
+                 fatal: Callable[[str], None] | None = None) -> None:
         self.machine = machine
+        self._fatal = fatal
         self.dump_path = dump_path
         self.fsync = fsync
         self._lock = threading.Lock()
@@ -177,6 +181,10 @@ class Snapshotter:
                 shutil.copyfileobj(src, out, 1 << 20)
             try:
                 self.machine.restore(tmp)
+            except StorageFailure as exc:   # the local database is broken: stop rather than run on it
+                if self._fatal is not None:
+                    self._fatal(f"storage failure restoring snapshot {last[1]}: {type(exc).__name__}")
+                raise
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)

@@ -1,0 +1,147 @@
+"""Replication benchmark: put throughput and p50/p99 latency through real gRPC against real node processes.
+
+    python -m benchmarks.bench_replication [--seconds 3] [--quick] [--json out.json]
+
+Matrix: 1 and 3 nodes x fsync on/off x 1/16/64 concurrent clients (each client one outstanding put of a
+100-byte value under a unique key), then linearizable vs local gets (3 nodes, fsync on, 16 and 64 clients).
+Clients run in up to 4 separate processes (threads inside each) so the Python client's GIL is not the
+bottleneck being measured, and rotate over the nodes' endpoints (writes on followers are forwarded).
+All processes share this machine's cores: the figures are for comparison, not capacity planning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import tempfile
+import threading
+import time
+from typing import Any
+
+from tests.cluster import Cluster
+
+VALUE = b"v" * 100
+MAX_PROCS = 4
+
+
+def _worker(endpoints: list[str], threads: int, start_at: float, seconds: float, op: str, tag: str,
+            consistency: str, result_queue: Any) -> None:
+    """One client process: `threads` closed-loop clients; reports latencies (ms) and error count."""
+    from vaultd.client import VaultClient, VaultError
+
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def run(t: int) -> None:
+        nonlocal errors
+        rotated = endpoints[t % len(endpoints):] + endpoints[:t % len(endpoints)]
+        client = VaultClient(rotated, timeout=10)
+        mine: list[float] = []
+        bad = 0
+        i = 0
+        while time.time() < start_at:
+            time.sleep(0.001)
+        end = start_at + seconds
+        while time.time() < end:
+            begin = time.perf_counter()
+            try:
+                if op == "put":
+                    client.put("bench", f"{tag}-{t}-{i}", VALUE)
+                else:
+                    client.get("bench", f"seed-{i % 200}", consistency=consistency)
+                mine.append((time.perf_counter() - begin) * 1000)
+            except VaultError:
+                bad += 1
+            i += 1
+        client.close()
+        with lock:
+            latencies.extend(mine)
+            errors += bad
+
+    pool = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    result_queue.put((latencies, errors))
+
+
+def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency: str = "") -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = min(MAX_PROCS, clients)
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    start_at = time.time() + 2.0          # spawned interpreters need a moment to import grpc
+    tag = f"{op}{clients}{time.time_ns()}"
+    workers = [ctx.Process(target=_worker, args=(cluster.endpoints(), n, start_at, seconds, op, f"{tag}{i}",
+                                                 consistency, queue)) for i, n in enumerate(per)]
+    for w in workers:
+        w.start()
+    latencies: list[float] = []
+    errors = 0
+    for _ in workers:
+        lat, err = queue.get(timeout=seconds + 60)
+        latencies.extend(lat)
+        errors += err
+    for w in workers:
+        w.join(timeout=30)
+    latencies.sort()
+    n = len(latencies)
+    return {"ops": n, "ops_per_s": round(n / seconds), "errors": errors,
+            "p50_ms": round(statistics.median(latencies), 2) if n else None,
+            "p99_ms": round(latencies[min(n - 1, int(n * 0.99))], 2) if n else None}
+
+
+def run(seconds: float, quick: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    concurrency = (1, 16) if quick else (1, 16, 64)
+    with tempfile.TemporaryDirectory(prefix="vaultd-bench-") as tmp:
+        for nodes in (1, 3):
+            for fsync in (True, False):
+                with Cluster(f"{tmp}/c{nodes}{int(fsync)}", nodes, fsync=fsync) as cluster:
+                    cluster.start()
+                    for clients in concurrency:
+                        row = {"bench": "put", "nodes": nodes, "fsync": fsync, "clients": clients,
+                               **measure(cluster, clients, seconds, "put")}
+                        print(json.dumps(row), flush=True)
+                        rows.append(row)
+                    if nodes == 3 and fsync:
+                        c = cluster.client()
+                        for i in range(200):
+                            c.put("bench", f"seed-{i}", VALUE)
+                        for consistency in ("linearizable", "local"):
+                            for clients in concurrency[1:]:
+                                row = {"bench": f"get-{consistency}", "nodes": nodes, "fsync": fsync,
+                                       "clients": clients, **measure(cluster, clients, seconds, "get", consistency)}
+                                print(json.dumps(row), flush=True)
+                                rows.append(row)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| bench | nodes | fsync | clients | ops/s | p50 ms | p99 ms | errors |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['bench']} | {r['nodes']} | {'on' if r['fsync'] else 'off'} | {r['clients']} | "
+                     f"{r['ops_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per row")
+    parser.add_argument("--quick", action="store_true", help="1 and 16 clients only")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    rows = run(args.seconds, args.quick)
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
