@@ -205,7 +205,8 @@ class ReplicatedNode:
         if self._journal.truncated_tail_bytes:
             log.warning("journal had a torn tail of %d bytes (never acknowledged); cut off",
                         self._journal.truncated_tail_bytes)
-        self._snapshots = Snapshotter(machine, os.path.join(cfg.raft_dir, "snapshot"), fsync=fsync, fatal=fatal)
+        self._snapshots = Snapshotter(machine, os.path.join(cfg.raft_dir, "snapshot"), fsync=fsync, fatal=fatal,
+                                      journal=self._journal)
         self._raft: _RaftCore | None = None
         self._batcher = Batcher(self._propose, batch_max_bytes=cfg.batch_max_bytes,
                                 entry_max_bytes=cfg.entry_max_bytes, max_inflight=cfg.max_inflight_entries,
@@ -288,7 +289,9 @@ class ReplicatedNode:
         except BaseException as exc:  # the machine must never raise: treat as a broken node, never skip
             self._fatal(f"unexpected {type(exc).__name__} applying index {index}")
             raise
-        metrics.raft_apply_seconds.observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        metrics.raft_apply_seconds.observe(elapsed)
+        metrics.store_apply_seconds.observe(elapsed)
         return results
 
     def _entry_term(self, index: int) -> int:
@@ -334,7 +337,10 @@ class ReplicatedNode:
     def submit(self, envelopes: Sequence[commands.Envelope], timeout: float) -> list[Any]:
         """Group-commit `envelopes`; their results once committed and applied on this node."""
         self._check_can_propose()
-        return self._batcher.wait(self._batcher.enqueue(envelopes, timeout))
+        start = time.perf_counter()
+        results = self._batcher.wait(self._batcher.enqueue(envelopes, timeout))
+        metrics.store_commit_seconds.observe(time.perf_counter() - start)
+        return results
 
     def read_barrier(self, timeout: float) -> None:
         """Return once a Noop proposed after this call is committed and applied here."""

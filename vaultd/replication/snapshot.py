@@ -72,9 +72,10 @@ class Snapshotter:
     """pysyncobj serializer / serializeChecker / deserializer over `machine.snapshot()` / `restore()`."""
 
     def __init__(self, machine: Any, dump_path: str, fsync: bool = True,
-                 fatal: Callable[[str], None] | None = None) -> None:
+                 fatal: Callable[[str], None] | None = None, journal: Any = None) -> None:
         self.machine = machine
         self._fatal = fatal
+        self._journal = journal
         self.dump_path = dump_path
         self.fsync = fsync
         self._lock = threading.Lock()
@@ -167,6 +168,17 @@ class Snapshotter:
         with self._lock:
             return self._thread is not None
 
+    def _align_journal(self, prev: tuple[bytes, int, int], last: tuple[bytes, int, int]) -> None:
+        """After a crash between installing a new snapshot file and compacting the journal, the journal still
+        starts before the snapshot point; pysyncobj would then CLEAR it (losing entries after the snapshot).
+        Compact it to start at the snapshot's prevEntry first, which is what pysyncobj expects."""
+        j = self._journal
+        if j is None or len(j) < 2:
+            return
+        pos = prev[1] - j[0][1]
+        if 0 < pos < len(j) - 1 and j[pos] == prev and j[pos + 1] == last:
+            j.deleteEntriesTo(pos)
+
     # --- deserializer (tick thread) -------------------------------------------------------------------------
     def deserialize(self, file_name: str) -> tuple[Any, Any, list[TCPNode]]:
         start = time.perf_counter()
@@ -189,6 +201,7 @@ class Snapshotter:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             kind = "installed"
+        self._align_journal(prev, last)
         self.last_index = last[1]
         self.last_size = os.path.getsize(file_name)
         log_snapshot(last[1], self.last_size, time.perf_counter() - start, kind=kind)
