@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable
 
@@ -11,6 +13,7 @@ from tests.cluster import Cluster, NodeProc
 from vaultd.client import VaultClient, VaultError
 
 pytestmark = pytest.mark.timeout(120)
+GRPC_CORE_LINE = re.compile(r"^[DIWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
 _clients: dict[str, VaultClient] = {}  # one per node for the test's duration; the cluster closes them
 
 
@@ -38,7 +41,7 @@ def _wait_views(cluster: Cluster, node: NodeProc, want: tuple, timeout: float = 
 
 
 def test_ready_views_agree_with_and_without_quorum(cluster_factory: Callable[..., Cluster]) -> None:
-    cluster = cluster_factory(3, fsync=False)
+    cluster = cluster_factory(3, fsync=False, extra_args=["--log-format", "json"])
     _clients.clear()
     ready = (200, 1.0, 1.0, "SERVING")
     for node in cluster.nodes:
@@ -63,3 +66,12 @@ def test_ready_views_agree_with_and_without_quorum(cluster_factory: Callable[...
             cluster.restart(node, wait=False)
     for node in cluster.nodes:
         _wait_views(cluster, node, ready, timeout=30.0)
+
+    # --log-format json: every line a node wrote is one JSON event naming the node, except the harness's
+    # "--- start" lines and any from gRPC's C core, which writes to stderr past Python logging
+    # ("I1122 04:40:30.692213 ... file.cc:123] ..."); leader changes were logged as events.
+    for node_id, text in cluster.logs().items():
+        events = [json.loads(line) for line in text.splitlines()
+                  if line and not line.startswith("--- start") and not GRPC_CORE_LINE.match(line)]
+        assert events and all(e["node"] == node_id and e["ts"] and e["level"] and e["msg"] for e in events)
+        assert any(e["msg"] == "leader_changed" for e in events)
