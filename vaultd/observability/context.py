@@ -8,15 +8,21 @@ them; such code must pass the ids explicitly.
 from __future__ import annotations
 
 import contextvars
-import uuid
+import itertools
+import os
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("vaultd_request_id", default="")
 method_var: contextvars.ContextVar[str] = contextvars.ContextVar("vaultd_method", default="")
 
 
+_process_prefix = os.urandom(4).hex()
+_sequence = itertools.count(1)  # next() on a count is atomic under the GIL
+
+
 def new_request_id() -> str:
-    """A short random id for requests that arrive without one (only for correlating log lines)."""
-    return uuid.uuid4().hex[:16]
+    """A 16-hex id for requests that arrive without one (only for correlating log lines): a random
+    per-process prefix and a counter, so it costs no system call on the request path."""
+    return f"{_process_prefix}{next(_sequence) & 0xFFFFFFFF:08x}"
 
 
 def bind(method: str, request_id: str) -> None:
