@@ -54,7 +54,7 @@ class Writers:
         self.errors = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._clients = [cluster.client(list(cluster.nodes), timeout=8, attempt_timeout=1.5) for _ in range(count)]
+        self._clients = [cluster.client(list(cluster.nodes), timeout=4, attempt_timeout=1.5) for _ in range(count)]
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(count)]
 
     def _run(self, worker: int) -> None:
@@ -63,7 +63,7 @@ class Writers:
         while not self._stop.is_set():
             key = f"w{worker}-{i}"
             try:
-                client.put(self.vault, key, f"value-{key}".encode(), timeout=8)
+                client.put(self.vault, key, f"value-{key}".encode(), timeout=4)
                 with self._lock:
                     self.acked.add(key)
             except (VaultError, RuntimeError):
@@ -174,7 +174,7 @@ def test_paused_leader_never_serves_stale_reads_and_retries_apply_once(cluster3:
         time.sleep(0.1)
     cluster3.wait_ready([old], timeout=20)
     status = _pinned(cluster3, old).status(endpoint=old.grpc_addr)
-    assert status.role == "follower" and status.leader_id == new.node_id
+    assert status.role == "follower" and status.leader_id in {n.node_id for n in others}
     assert reader.get("p", "k").value == b"v2"
     _converged(cluster3, cluster3.nodes)
     for node in cluster3.nodes:
