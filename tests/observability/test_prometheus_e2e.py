@@ -15,6 +15,24 @@ from vaultd.client import txn_put
 
 pytestmark = [requires_prometheus, pytest.mark.timeout(120)]
 
+# Every metric the observability issue lists, by the name on its `# TYPE` line.
+ISSUE_METRICS = """
+grpc_server_started_total grpc_server_handled_total grpc_server_handling_seconds
+vaultd_vaults vaultd_keys vaultd_stored_bytes vaultd_db_size_bytes vaultd_wal_size_bytes
+vaultd_store_apply_seconds vaultd_store_get_seconds vaultd_store_scan_seconds vaultd_store_commit_seconds
+vaultd_vault_key_limit_ratio vaultd_raft_is_leader vaultd_raft_has_leader vaultd_raft_term
+vaultd_raft_commit_index vaultd_raft_applied_index vaultd_raft_leader_changes_seen_total
+vaultd_raft_proposals_committed_total vaultd_raft_proposals_failed_total vaultd_raft_proposals_pending
+vaultd_raft_batch_size vaultd_raft_apply_seconds vaultd_raft_journal_fsync_seconds vaultd_raft_snapshot_seconds
+vaultd_raft_snapshot_size_bytes vaultd_raft_peer_reachable vaultd_raft_read_barriers_total
+vaultd_raft_read_barrier_seconds process_cpu_seconds_total process_resident_memory_bytes python_info
+vaultd_build_info vaultd_ready
+""".split()
+# Activity the writes and reads below must have produced somewhere in the cluster.
+ACTIVE = ("vaultd_store_apply_seconds_count", "vaultd_store_commit_seconds_count", "vaultd_store_get_seconds_count",
+          "vaultd_store_scan_seconds_count", "vaultd_raft_proposals_committed_total", "vaultd_raft_batch_size_count",
+          "vaultd_raft_apply_seconds_count", "vaultd_raft_read_barriers_total", "vaultd_raft_leader_changes_seen_total")
+
 
 @pytest.fixture
 def watched(cluster_factory: Callable[..., Cluster], tmp_path: Path) -> Iterator[tuple[Cluster, PrometheusServer]]:
@@ -42,6 +60,8 @@ def test_prometheus_sees_cluster_state_and_alerts_on_a_dead_node(watched: tuple[
     client.txn("app", [txn_put("t1", b"a"), txn_put("t2", b"b")])
     client.import_vault("payments", b"A=1\nB=2\nC=3\nD=4\nE=5\n", format="dotenv")
     client.copy_vault("app", "app-copy")
+    assert client.get("app", "key03").value == b"value-3"
+    assert len(client.scan("payments").entries) == 5
     expected = {"vaultd_vaults": 3.0, "vaultd_keys": 29.0}
 
     prom.wait_for(lambda: prom.scalar_values("up") == {"n1": 1.0, "n2": 1.0, "n3": 1.0}, 30, "all targets up")
@@ -58,8 +78,13 @@ def test_prometheus_sees_cluster_state_and_alerts_on_a_dead_node(watched: tuple[
     # cluster settles with no alert at all (pending or firing).
     prom.wait_for(lambda: prom.targets() and not prom.alerts(), 15, "no alerts on a healthy cluster")
 
-    for node in cluster.nodes:  # what Prometheus parsed also passes promtool's linter
-        result = promtool("check", "metrics", stdin=cluster.metrics(node).encode())
+    for name in ACTIVE:
+        prom.wait_for(lambda: prom.scalar_values(f"sum({name})").get("", 0) > 0, 30, f"{name} > 0")
+    for node in cluster.nodes:  # every listed metric is exported, and promtool's linter accepts the page
+        page = cluster.metrics(node)
+        types = {line.split()[2] for line in page.splitlines() if line.startswith("# TYPE ")}
+        assert not set(ISSUE_METRICS) - types, f"{node.node_id} lacks {sorted(set(ISSUE_METRICS) - types)}"
+        result = promtool("check", "metrics", stdin=page.encode())
         assert result.returncode == 0, f"{node.node_id}: {result.stdout}{result.stderr}"
 
     victim = cluster.followers()[0]

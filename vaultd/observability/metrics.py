@@ -7,9 +7,13 @@ Gauges whose value lives elsewhere (store totals, Raft indexes) are filled by co
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from vaultd import __version__
+
+# In the 0.0.4 text format every counter and histogram would also export a `<name>_created` gauge series:
+# twice the series for no operational value. Process-wide, so it is set before any metric is created.
+disable_created_metrics()
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
