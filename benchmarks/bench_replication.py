@@ -4,6 +4,8 @@
 
 Matrix: 1 and 3 nodes x fsync on/off x 1/16/64 concurrent clients (each client one outstanding put of a
 100-byte value under a unique key), then linearizable vs local gets (3 nodes, fsync on, 16 and 64 clients).
+`--inprocess` instead measures the replication layer alone: ReplicatedNode.submit from threads against
+nodes in this process (no gRPC; all nodes share one GIL, so 3-node figures understate separate processes).
 Clients run in up to 4 separate processes (threads inside each) so the Python client's GIL is not the
 bottleneck being measured, and rotate over the nodes' endpoints (writes on followers are forwarded).
 All processes share this machine's cores: the figures are for comparison, not capacity planning.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
@@ -88,6 +91,10 @@ def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency
         errors += err
     for w in workers:
         w.join(timeout=30)
+    return _summary(latencies, seconds, errors)
+
+
+def _summary(latencies: list[float], seconds: float, errors: int) -> dict[str, Any]:
     latencies.sort()
     n = len(latencies)
     return {"ops": n, "ops_per_s": round(n / seconds), "errors": errors,
@@ -121,6 +128,62 @@ def run(seconds: float, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def run_inprocess(seconds: float, quick: bool) -> list[dict[str, Any]]:
+    """ReplicatedNode.submit throughput/latency without gRPC (nodes in this process, real pysyncobj + SQLite)."""
+    from tests.cluster import free_port
+    from vaultd.config import NodeConfig
+    from vaultd.replication import ReplicatedNode
+    from vaultd.store import commands
+    from vaultd.store.machine import StateMachine
+
+    rows: list[dict[str, Any]] = []
+    for nodes in (1, 3):
+        for fsync in (True, False):
+            with tempfile.TemporaryDirectory(prefix="vaultd-bench-") as tmp:
+                addrs = [f"127.0.0.1:{free_port()}" for _ in range(nodes)]
+                group = []
+                for i, addr in enumerate(addrs):
+                    cfg = NodeConfig(node_id=f"n{i + 1}", data_dir=f"{tmp}/n{i + 1}", raft_addr=addr,
+                                     peers=[a for a in addrs if a != addr], cluster_secret="bench",
+                                     unsafe_no_fsync=not fsync)
+                    os.makedirs(cfg.data_dir)
+                    node = ReplicatedNode(cfg, StateMachine(cfg.db_path))
+                    node.start()
+                    group.append(node)
+                deadline = time.monotonic() + 20
+                while not all(n.is_ready() for n in group) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                for clients in ((1, 16) if quick else (1, 16, 64)):
+                    latencies: list[float] = []
+                    lock = threading.Lock()
+                    end = time.time() + seconds
+
+                    def client(t: int) -> None:
+                        node, mine, i = group[t % nodes], [], 0
+                        while time.time() < end:
+                            begin = time.perf_counter()
+                            node.submit([commands.Envelope(f"{t}-{i}-{clients}",
+                                                           commands.Put("bench", f"{t}-{i}", VALUE))], 10)
+                            mine.append((time.perf_counter() - begin) * 1000)
+                            i += 1
+                        with lock:
+                            latencies.extend(mine)
+
+                    threads = [threading.Thread(target=client, args=(t,)) for t in range(clients)]
+                    for th in threads:
+                        th.start()
+                    for th in threads:
+                        th.join()
+                    row = {"bench": "submit-inprocess", "nodes": nodes, "fsync": fsync, "clients": clients,
+                           **_summary(latencies, seconds, 0)}
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+                for node in group:
+                    node.stop()
+                    node.machine.close()
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| bench | nodes | fsync | clients | ops/s | p50 ms | p99 ms | errors |",
              "|---|---|---|---|---|---|---|---|"]
@@ -134,9 +197,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per row")
     parser.add_argument("--quick", action="store_true", help="1 and 16 clients only")
+    parser.add_argument("--inprocess", action="store_true", help="measure ReplicatedNode.submit without gRPC")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
-    rows = run(args.seconds, args.quick)
+    rows = run_inprocess(args.seconds, args.quick) if args.inprocess else run(args.seconds, args.quick)
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:

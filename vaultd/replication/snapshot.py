@@ -201,6 +201,10 @@ class Snapshotter:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             kind = "installed"
+            if self.fsync:   # pysyncobj wrote the received file without fsync; the journal will point past it
+                with open(file_name, "rb") as f:
+                    os.fsync(f.fileno())
+                fsync_dir(os.path.dirname(os.path.abspath(file_name)))
         self._align_journal(prev, last)
         self.last_index = last[1]
         self.last_size = os.path.getsize(file_name)
