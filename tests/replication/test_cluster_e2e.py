@@ -276,8 +276,35 @@ def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     assert "cluster secret" in proc.stderr and "--cluster-secret-file" in proc.stderr
 
 
-def test_sigterm_shuts_down_cleanly(cluster3: Cluster) -> None:
+def test_sigterm_finishes_in_flight_requests_and_exits_zero(cluster3: Cluster) -> None:
     node = cluster3.nodes[0]
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer(w: int) -> None:
+        client = _pinned(cluster3, node, timeout=3)
+        i = 0
+        while not stop.is_set():
+            try:
+                client.put("term", f"{w}-{i}", b"v")
+                acked.append(f"{w}-{i}")
+            except (VaultError, RuntimeError):
+                return                                  # the node went away: stop writing through it
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(acked) < 40 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert cluster3.stop(node) == 0
+    stop.set()
+    for t in threads:
+        t.join(10)
     assert "stopped" in node.read_log().splitlines()[-1]
+    others = [n for n in cluster3.nodes if n is not node]
+    _converged(cluster3, others)
+    assert set(acked) <= _keys(cluster3, others[0], "term").keys()
     cluster3.restart(node)
+    _converged(cluster3, cluster3.nodes)
