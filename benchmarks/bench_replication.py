@@ -81,6 +81,7 @@ def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency
     tag = f"{op}{clients}{time.time_ns()}"
     workers = [ctx.Process(target=_worker, args=(cluster.endpoints(), n, start_at, seconds, op, f"{tag}{i}",
                                                  consistency, queue)) for i, n in enumerate(per)]
+    changes_before = _leader_changes(cluster)
     for w in workers:
         w.start()
     latencies: list[float] = []
@@ -91,7 +92,12 @@ def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency
         errors += err
     for w in workers:
         w.join(timeout=30)
-    return _summary(latencies, seconds, errors)
+    return {**_summary(latencies, seconds, errors), "elections": _leader_changes(cluster) - changes_before}
+
+
+def _leader_changes(cluster: Cluster) -> int:
+    """Leader changes seen by the nodes (a loaded 2-core box can starve a tick thread into an election)."""
+    return int(max((cluster.metric(n, "vaultd_raft_leader_changes_seen_total") or 0) for n in cluster.running()))
 
 
 def _summary(latencies: list[float], seconds: float, errors: int) -> dict[str, Any]:
@@ -185,11 +191,11 @@ def run_inprocess(seconds: float, quick: bool) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| bench | nodes | fsync | clients | ops/s | p50 ms | p99 ms | errors |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| bench | nodes | fsync | clients | ops/s | p50 ms | p99 ms | errors | elections |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['bench']} | {r['nodes']} | {'on' if r['fsync'] else 'off'} | {r['clients']} | "
-                     f"{r['ops_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
+                     f"{r['ops_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {r.get('elections', '-')} |")
     return "\n".join(lines)
 
 
