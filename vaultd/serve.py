@@ -59,6 +59,8 @@ def run(cfg: NodeConfig, stop_event: threading.Event | None = None) -> int:
     from vaultd.observability import MetricsInterceptor, NodeCollector, setup_logging, start_http_server
 
     setup_logging(cfg.node_id, cfg.log_format, cfg.log_level)
+    # Databases, journal and snapshots hold every secret: whatever this process creates is owner-only.
+    os.umask(0o077)
     try:
         node_parts = _start_node(cfg)
     except Exception as exc:

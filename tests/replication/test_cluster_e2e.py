@@ -201,6 +201,8 @@ def test_wiped_node_catches_up_from_snapshot_and_journal_stays_bounded(
     assert len(_keys(cluster, victim, "snap")) == 400
     assert "kind=installed" in victim.read_log()    # it was sent a snapshot, not the whole log
     for node in cluster.nodes:
+        for path in (node.data_dir / "state.db", node.data_dir / "raft" / "snapshot", node.data_dir / "raft"):
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
         journal = node.data_dir / "raft" / "journal"
         # 400 entries of >200 bytes were written; compaction keeps only the tail since the last snapshot.
         assert journal.stat().st_size < 60_000, (node.node_id, journal.stat().st_size)
