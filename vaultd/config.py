@@ -367,7 +367,7 @@ def show_main(argv: Sequence[str] | None = None) -> int:
     else:
         width = max(len(r[0]) for r in rows)
         for name, value, source in rows:
-            shown = json.dumps(value) if not isinstance(value, str) else value
+            shown = value if isinstance(value, str) and value else json.dumps(value)
             print(f"{name:<{width}}  {shown}  ({source})")
     return 0
 
