@@ -40,8 +40,12 @@ log = logging.getLogger("vaultd.raft")
 
 EXIT_STORAGE_FAILURE = 70
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
-# Messages that reveal this node's log or vote to a peer: the journal must be durable before they leave.
-_DURABLE_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
+# Messages after which a peer relies on this node's log or vote: the journal must be durable before they
+# leave (a follower's ack, votes). A leader's append_entries is NOT in the list: Raft lets the leader write
+# its log in parallel with replication as long as it does not count itself toward a commit before its own
+# fsync, and the end-of-tick sync always runs before the poll that can deliver the acks for those entries
+# (pysyncobj computes commits at the start of the next tick).
+_DURABLE_BEFORE = frozenset({"next_node_idx", "request_vote", "response_vote"})
 _JOURNAL_INJECTION_LOCK = threading.Lock()
 
 
