@@ -17,7 +17,8 @@ bottleneck, which makes the relative cost of observability as large as it gets. 
 round (off/on, then on/off) and the median over rounds is reported.
 
 Throughput on a shared 2-core machine is noisy (other processes, client processes on the same cores), so the
-script also measures each part of the "on" arm in isolation: the interceptor's cost per RPC (its
+script also reports the server process's CPU time per request in each arm (less sensitive to what else
+runs), and measures each part of the "on" arm in isolation: the interceptor's cost per RPC (its
 intercept_service and wrapper around a do-nothing handler), one AccessStats.record(), and one full scrape. The
 modelled cost is the share of the GIL-bound request path they take at the measured throughput:
 (interceptor + record) x ops/s + one statistics flush and one scrape per second.
@@ -55,6 +56,22 @@ from vaultd.v1 import vault_pb2
 WORKLOADS = (("put", ""), ("get", "local"), ("get", "linearizable"))
 
 
+class _InProcessTarget:
+    """What bench_replication.measure() asks of a cluster, answered for the node running in this process."""
+
+    def __init__(self, grpc_addr: str) -> None:
+        self.grpc_addr = grpc_addr
+
+    def endpoints(self) -> list[str]:
+        return [self.grpc_addr]
+
+    def running(self) -> list[_InProcessTarget]:
+        return [self]
+
+    def metric(self, _node: object, name: str) -> float | None:
+        return REGISTRY.get_sample_value(name)
+
+
 def _scrape_every_second(port: int, stop: threading.Event) -> None:
     while not stop.wait(1.0):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
@@ -90,7 +107,8 @@ def serving(cfg: NodeConfig, node: Any, machine: Any, observability: bool) -> It
             stats.close()
 
 
-def run(seconds: float, rounds: int, clients: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def run(seconds: float, rounds: int, clients: int,
+        workloads: tuple[tuple[str, str], ...] = WORKLOADS) -> tuple[list[dict[str, Any]], dict[str, float]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="vaultd-bench-obs-") as tmp:
         cfg = NodeConfig(node_id="n1", data_dir=tmp, raft_addr=f"127.0.0.1:{free_port()}",
@@ -99,7 +117,7 @@ def run(seconds: float, rounds: int, clients: int) -> tuple[list[dict[str, Any]]
         machine = StateMachine(cfg.db_path, bootstrap_limits=Limits(max_keys_per_vault=10_000_000))
         node = ReplicatedNode(cfg, machine)
         node.start()
-        target = SimpleNamespace(endpoints=lambda: [cfg.grpc_addr])
+        target = _InProcessTarget(cfg.grpc_addr)
         try:
             deadline = time.monotonic() + 30
             while not node.is_ready():
@@ -109,20 +127,28 @@ def run(seconds: float, rounds: int, clients: int) -> tuple[list[dict[str, Any]]
             with serving(cfg, node, machine, False), VaultClient([cfg.grpc_addr]) as client:
                 for i in range(200):
                     client.put("bench", f"seed-{i}", VALUE)
-            for op, consistency in WORKLOADS:
+            for op, consistency in workloads:
                 results: dict[str, list[int]] = {"off": [], "on": []}
+                cpu: dict[str, list[float]] = {"off": [], "on": []}
                 for r in range(rounds):
                     for arm in (("off", "on") if r % 2 == 0 else ("on", "off")):
                         with serving(cfg, node, machine, arm == "on"):
+                            cpu_start = time.process_time()  # this process = the server; clients are elsewhere
                             res = measure(target, clients, seconds, op, consistency)
+                            cpu_s = time.process_time() - cpu_start
                         if res["errors"]:
                             raise RuntimeError(f"{res['errors']} requests failed: the measurement is void")
                         results[arm].append(res["ops_per_s"])
-                        print(json.dumps({"op": op, "consistency": consistency, "arm": arm, **res}), flush=True)
+                        cpu[arm].append(cpu_s / res["ops"] * 1e6)
+                        print(json.dumps({"op": op, "consistency": consistency, "arm": arm,
+                                          "server_cpu_us_per_op": round(cpu[arm][-1], 1), **res}), flush=True)
                 off, on = statistics.median(results["off"]), statistics.median(results["on"])
+                cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
                 rows.append({"bench": f"{op}{'-' + consistency if consistency else ''}", "clients": clients,
                              "off_ops_per_s": round(off), "on_ops_per_s": round(on),
                              "cost_percent": round((off - on) / off * 100, 1) if off else None,
+                             "cpu_us_per_op_off": round(cpu_off, 1), "cpu_us_per_op_on": round(cpu_on, 1),
+                             "cpu_cost_percent": round((cpu_on - cpu_off) / cpu_off * 100, 1),
                              "rounds_off": results["off"], "rounds_on": results["on"]})
             costs = micro(node, machine, cfg, rounds)
         finally:
@@ -204,11 +230,13 @@ def micro(node: Any, machine: Any, cfg: NodeConfig, rounds: int) -> dict[str, fl
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| workload | clients | off ops/s | on ops/s | measured cost | modelled cost | rounds off / on |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| workload | clients | ops/s off / on | throughput cost | server CPU us/op off / on | CPU cost "
+             "| modelled cost | rounds ops/s off / on |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['bench']} | {r['clients']} | {r['off_ops_per_s']} | {r['on_ops_per_s']} | "
-                     f"{r['cost_percent']}% | {r['modelled_cost_percent']}% | {r['rounds_off']} / {r['rounds_on']} |")
+        lines.append(f"| {r['bench']} | {r['clients']} | {r['off_ops_per_s']} / {r['on_ops_per_s']} | "
+                     f"{r['cost_percent']}% | {r['cpu_us_per_op_off']} / {r['cpu_us_per_op_on']} | "
+                     f"{r['cpu_cost_percent']}% | {r['modelled_cost_percent']}% | "
+                     f"{r['rounds_off']} / {r['rounds_on']} |")
     return "\n".join(lines)
 
 
@@ -218,10 +246,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="off/on pairs per workload (median reported)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent closed-loop clients")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s")
+    parser.add_argument("--workload", action="append", choices=["put", "get-local", "get-linearizable"],
+                        help="run only these workloads (repeatable; default all)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     seconds, rounds = (2.0, 2) if args.quick else (args.seconds, args.rounds)
-    rows, costs = run(seconds, rounds, args.clients)
+    chosen = tuple(w for w in WORKLOADS if not args.workload or "-".join(filter(None, w)) in args.workload)
+    rows, costs = run(seconds, rounds, args.clients, chosen)
     print(table(rows))
     print(f"per RPC: interceptor {costs['interceptor_us_per_rpc']} us, access stats record "
           f"{costs['access_stats_us_per_record']} us; per second: statistics flush {costs['stats_flush_ms']} ms, "
