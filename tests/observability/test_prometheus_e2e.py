@@ -104,3 +104,12 @@ def test_prometheus_sees_cluster_state_and_alerts_on_a_dead_node(watched: tuple[
     # Two of three still form a majority: no leader alert.
     assert prom.scalar_values("sum(vaultd_raft_is_leader)") == {"": 1.0}
     assert not _firing(prom, "VaultdNoLeader")
+
+    # Kill the leader too: the last node has no quorum, so the cluster has no leader and it is not ready.
+    leader = cluster.wait_leader()
+    last = next(n for n in cluster.nodes if n is not victim and n is not leader)
+    cluster.kill(leader)
+    no_leader = prom.wait_for(lambda: _firing(prom, "VaultdNoLeader"), 30, "VaultdNoLeader firing")
+    assert no_leader[0]["labels"]["severity"] == "critical"
+    not_ready = prom.wait_for(lambda: _firing(prom, "VaultdNodeNotReady"), 30, "VaultdNodeNotReady firing")
+    assert [a["labels"]["node"] for a in not_ready] == [last.node_id]
