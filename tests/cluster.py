@@ -69,14 +69,18 @@ def free_port() -> int:
     raise RuntimeError("no free port found")
 
 
+try:  # resolved here, not in the forked child: importing there could deadlock on a lock another thread held
+    import ctypes
+
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it if the test process dies (no orphaned nodes after a crash)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
 
 
 @dataclass
