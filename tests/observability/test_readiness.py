@@ -14,38 +14,43 @@ from vaultd.client import VaultClient, VaultError
 
 pytestmark = pytest.mark.timeout(120)
 GRPC_CORE_LINE = re.compile(r"^[DIWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
-_clients: dict[str, VaultClient] = {}  # one per node for the test's duration; the cluster closes them
 
 
-def _views(cluster: Cluster, node: NodeProc) -> tuple[int, float | None, float | None, str]:
-    """(/readyz status, vaultd_ready, vaultd_raft_has_leader, gRPC health) of one node, read back to back."""
-    if node.node_id not in _clients:
-        _clients[node.node_id] = cluster.client([node], timeout=2.0)
-    try:
-        health = _clients[node.node_id].health(node.grpc_addr)
-    except VaultError as err:  # a restarting node's port is not open yet
-        health = err.reason
-    return (node.http_get("/readyz")[0], cluster.metric(node, "vaultd_ready"),
-            cluster.metric(node, "vaultd_raft_has_leader"), health)
+class Views:
+    """Reads a node's four readiness views; one health client per node for the test's duration."""
 
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.clients: dict[str, VaultClient] = {}
 
-def _wait_views(cluster: Cluster, node: NodeProc, want: tuple, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        seen = _views(cluster, node)
-        if seen == want:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{node.node_id}: wanted {want}, last saw {seen}")
+    def of(self, node: NodeProc) -> tuple[int, float | None, float | None, str]:
+        """(/readyz status, vaultd_ready, vaultd_raft_has_leader, gRPC health), read back to back."""
+        if node.node_id not in self.clients:
+            self.clients[node.node_id] = self.cluster.client([node], timeout=2.0)  # closed by the cluster
+        try:
+            health = self.clients[node.node_id].health(node.grpc_addr)
+        except VaultError as err:  # a restarting node's port is not open yet
+            health = err.reason
+        return (node.http_get("/readyz")[0], self.cluster.metric(node, "vaultd_ready"),
+                self.cluster.metric(node, "vaultd_raft_has_leader"), health)
+
+    def wait(self, node: NodeProc, want: tuple, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            seen = self.of(node)
+            if seen == want:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{node.node_id}: wanted {want}, last saw {seen}")
 
 
 def test_ready_views_agree_with_and_without_quorum(cluster_factory: Callable[..., Cluster]) -> None:
     cluster = cluster_factory(3, fsync=False, extra_args=["--log-format", "json"])
-    _clients.clear()
+    views = Views(cluster)
     ready = (200, 1.0, 1.0, "SERVING")
     for node in cluster.nodes:
-        _wait_views(cluster, node, ready)
+        views.wait(node, ready)
         status, body = node.http_get("/readyz?verbose")
         assert status == 200 and "[+]has_leader ok" in body and "[+]caught_up ok" in body, body
         assert node.http_get("/healthz") == (200, "ok\n")
@@ -56,7 +61,7 @@ def test_ready_views_agree_with_and_without_quorum(cluster_factory: Callable[...
         if node is not survivor:
             cluster.kill(node)
     # Alone, the survivor loses its leader: not ready everywhere it is asked, but alive.
-    _wait_views(cluster, survivor, (503, 0.0, 0.0, "NOT_SERVING"))
+    views.wait(survivor, (503, 0.0, 0.0, "NOT_SERVING"))
     status, body = survivor.http_get("/readyz?verbose")
     assert status == 503 and "[-]has_leader failed" in body and body.endswith("readyz check failed\n"), body
     assert survivor.http_get("/healthz") == (200, "ok\n")
@@ -65,7 +70,7 @@ def test_ready_views_agree_with_and_without_quorum(cluster_factory: Callable[...
         if node is not survivor:
             cluster.restart(node, wait=False)
     for node in cluster.nodes:
-        _wait_views(cluster, node, ready, timeout=30.0)
+        views.wait(node, ready, timeout=30.0)
 
     # --log-format json: every line a node wrote is one JSON event naming the node, except the harness's
     # "--- start" lines and any from gRPC's C core, which writes to stderr past Python logging
