@@ -178,11 +178,17 @@ class Cluster:
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout: float = DEFAULT_READY_TIMEOUT) -> Cluster:
-        for node in self.nodes:
+        return self.start_nodes(self.nodes, wait=wait, timeout=timeout)
+
+    def start_nodes(self, nodes: Iterable[NodeProc], wait: bool = True,
+                    timeout: float = DEFAULT_READY_TIMEOUT) -> Cluster:
+        """Start the given nodes that are not running (e.g. one node alone, which can never elect a leader)."""
+        targets = list(nodes)
+        for node in targets:
             if not node.is_running():
                 self._spawn(node)
         if wait:
-            self.wait_ready(timeout=timeout)
+            self.wait_ready(targets, timeout=timeout)
         return self
 
     def _spawn(self, node: NodeProc) -> None:

@@ -99,6 +99,9 @@ FIELDS: tuple[Field, ...] = (
     Field("log_format", "", str, "--log-format", "text or json"),
     Field("log_level", "", str, "--log-level", "DEBUG, INFO, WARNING, ERROR"),
     Field("slow_request_ms", "", int, "--slow-request-ms", "log requests slower than this"),
+    Field("grpc_workers", "grpc", int, "--grpc-workers", "gRPC worker threads"),
+    Field("grpc_max_concurrent_rpcs", "grpc", int, "--grpc-max-concurrent-rpcs",
+          "RPCs in flight beyond which new ones get RESOURCE_EXHAUSTED (bounds memory)"),
     Field("max_vaults", "limits", int),
     Field("max_keys_per_vault", "limits", int),
     Field("max_value_size", "limits", int),
@@ -138,6 +141,8 @@ class NodeConfig:
     log_format: str = "text"
     log_level: str = "INFO"
     slow_request_ms: int = 1000
+    grpc_workers: int = 32
+    grpc_max_concurrent_rpcs: int = 256
     # bootstrap limits (None = the store's default)
     max_vaults: int | None = None
     max_keys_per_vault: int | None = None

@@ -33,7 +33,7 @@ def _health(client: vc.VaultClient, endpoint: str) -> str:
 def test_health_before_and_after_a_leader_exists(cluster_factory: Callable[..., Cluster]) -> None:
     cluster = cluster_factory(3, start=False, fsync=False)
     first = cluster.nodes[0]
-    cluster._spawn(first)  # alone it can never elect a leader
+    cluster.start_nodes([first], wait=False)  # alone it can never elect a leader
     client = cluster.client([first], timeout=1.0)
     _wait_for(lambda: _health(client, first.grpc_addr) != "DOWN", 20, "the gRPC port")
     for _ in range(5):

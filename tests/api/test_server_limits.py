@@ -26,11 +26,12 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def single_node(tmp_path: Path) -> Iterator[tuple[str, object]]:
     cfg = NodeConfig(node_id="n1", data_dir=str(tmp_path), raft_addr=f"127.0.0.1:{free_port()}",
-                     grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True)
+                     grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True,
+                     grpc_max_concurrent_rpcs=2)
     machine = StateMachine(cfg.db_path)
     node = ReplicatedNode(cfg, machine)
     node.start()
-    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, max_concurrent_rpcs=2)
+    server = build_server(node=node, machine=machine, stats=None, cfg=cfg)
     server.start()
     try:
         deadline = time.monotonic() + 20

@@ -25,13 +25,12 @@ from grpc_reflection.v1alpha import reflection
 from vaultd.api.cluster_service import ClusterServicer
 from vaultd.api.stats import StatsFanout
 from vaultd.api.vault_service import VaultServicer
+from vaultd.config import NodeConfig
 from vaultd.observability.health import readiness
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
 
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 MAX_SEND_BYTES = 64 * 1024 * 1024
-DEFAULT_WORKERS = 32
-DEFAULT_MAX_CONCURRENT_RPCS = 256
 HEALTH_INTERVAL_SECONDS = 0.2
 SERVICE_NAMES = (
     vault_pb2.DESCRIPTOR.services_by_name["VaultService"].full_name,
@@ -95,26 +94,22 @@ class VaultdServer:
         return event
 
 
-def build_server(*, node: Any, machine: Any, stats: Any, cfg: Any,
-                 interceptors: Sequence[grpc.ServerInterceptor] = (), workers: int | None = None,
-                 max_concurrent_rpcs: int | None = None) -> VaultdServer:
+def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
+                 interceptors: Sequence[grpc.ServerInterceptor] = ()) -> VaultdServer:
     """A server bound to cfg.grpc_addr, not yet started. `stats` may be None (access statistics off).
 
-    workers / max_concurrent_rpcs default to cfg.grpc_workers / cfg.grpc_max_concurrent_rpcs when the config
-    has them, else 32 / 256. The result behaves as a grpc.Server (start, stop, wait_for_termination,
-    add_insecure_port) and also owns the health loop and the stats fan-out.
+    cfg.grpc_workers threads serve at most cfg.grpc_max_concurrent_rpcs RPCs; beyond that gRPC refuses new
+    ones with RESOURCE_EXHAUSTED at once, so memory stays bounded. The result behaves as a grpc.Server
+    (start, stop, wait_for_termination, add_insecure_port) and also owns the health loop and the stats fan-out.
     """
     max_value = machine.reader().limits().max_value_size
     receive = max(MAX_RECEIVE_BYTES, max_value + 64 * 1024)
-    workers = int(workers or getattr(cfg, "grpc_workers", 0) or DEFAULT_WORKERS)
-    max_concurrent_rpcs = int(max_concurrent_rpcs or getattr(cfg, "grpc_max_concurrent_rpcs", 0)
-                              or DEFAULT_MAX_CONCURRENT_RPCS)
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vaultd-grpc"),
+        ThreadPoolExecutor(max_workers=cfg.grpc_workers, thread_name_prefix="vaultd-grpc"),
         interceptors=list(interceptors),
         options=[("grpc.max_receive_message_length", receive), ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 0)],
-        maximum_concurrent_rpcs=max_concurrent_rpcs)
+        maximum_concurrent_rpcs=cfg.grpc_max_concurrent_rpcs)
     fanout = StatsFanout(machine, stats, cfg.node_id)
     vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), server)
     cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout), server)
