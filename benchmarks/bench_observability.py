@@ -54,6 +54,7 @@ from vaultd.store.stats import AccessStats
 from vaultd.v1 import vault_pb2
 
 WORKLOADS = (("put", ""), ("get", "local"), ("get", "linearizable"))
+PARTS = frozenset({"interceptor", "stats", "scrape"})
 
 
 class _InProcessTarget:
@@ -79,15 +80,15 @@ def _scrape_every_second(port: int, stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
-def serving(cfg: NodeConfig, node: Any, machine: Any, observability: bool) -> Iterator[None]:
-    """The gRPC server (and, when on, stats + collector + scraped metrics endpoint) for one measurement."""
-    stats = AccessStats(cfg.stats_path) if observability else None
-    interceptors = [MetricsInterceptor()] if observability else []
+def serving(cfg: NodeConfig, node: Any, machine: Any, parts: frozenset[str]) -> Iterator[None]:
+    """The gRPC server with the given observability parts ("interceptor", "stats", "scrape") for one run."""
+    stats = AccessStats(cfg.stats_path) if "stats" in parts else None
+    interceptors = [MetricsInterceptor()] if "interceptor" in parts else []
     server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, interceptors=interceptors)
     server.start()
     collector = http = scraper = None
     stop = threading.Event()
-    if observability:
+    if "scrape" in parts:
         collector = NodeCollector(node, machine, db_path=cfg.db_path, node_id=cfg.node_id).register(REGISTRY)
         http = start_http_server("127.0.0.1:0", node)
         scraper = threading.Thread(target=_scrape_every_second, args=(http.port, stop), daemon=True)
@@ -107,8 +108,8 @@ def serving(cfg: NodeConfig, node: Any, machine: Any, observability: bool) -> It
             stats.close()
 
 
-def run(seconds: float, rounds: int, clients: int,
-        workloads: tuple[tuple[str, str], ...] = WORKLOADS) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def run(seconds: float, rounds: int, clients: int, workloads: tuple[tuple[str, str], ...] = WORKLOADS,
+        on_parts: frozenset[str] = PARTS) -> tuple[list[dict[str, Any]], dict[str, float]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="vaultd-bench-obs-") as tmp:
         cfg = NodeConfig(node_id="n1", data_dir=tmp, raft_addr=f"127.0.0.1:{free_port()}",
@@ -124,7 +125,7 @@ def run(seconds: float, rounds: int, clients: int,
                 if time.monotonic() > deadline:
                     raise RuntimeError("single node did not become ready")
                 time.sleep(0.05)
-            with serving(cfg, node, machine, False), VaultClient([cfg.grpc_addr]) as client:
+            with serving(cfg, node, machine, frozenset()), VaultClient([cfg.grpc_addr]) as client:
                 for i in range(200):
                     client.put("bench", f"seed-{i}", VALUE)
             for op, consistency in workloads:
@@ -132,7 +133,7 @@ def run(seconds: float, rounds: int, clients: int,
                 cpu: dict[str, list[float]] = {"off": [], "on": []}
                 for r in range(rounds):
                     for arm in (("off", "on") if r % 2 == 0 else ("on", "off")):
-                        with serving(cfg, node, machine, arm == "on"):
+                        with serving(cfg, node, machine, on_parts if arm == "on" else frozenset()):
                             cpu_start = time.process_time()  # this process = the server; clients are elsewhere
                             res = measure(target, clients, seconds, op, consistency)
                             cpu_s = time.process_time() - cpu_start
@@ -248,11 +249,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s")
     parser.add_argument("--workload", action="append", choices=["put", "get-local", "get-linearizable"],
                         help="run only these workloads (repeatable; default all)")
+    parser.add_argument("--on", action="append", choices=sorted(PARTS),
+                        help="observability parts in the 'on' arm (repeatable; default all) to locate a cost")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     seconds, rounds = (2.0, 2) if args.quick else (args.seconds, args.rounds)
     chosen = tuple(w for w in WORKLOADS if not args.workload or "-".join(filter(None, w)) in args.workload)
-    rows, costs = run(seconds, rounds, args.clients, chosen)
+    rows, costs = run(seconds, rounds, args.clients, chosen, frozenset(args.on or PARTS))
     print(table(rows))
     print(f"per RPC: interceptor {costs['interceptor_us_per_rpc']} us, access stats record "
           f"{costs['access_stats_us_per_record']} us; per second: statistics flush {costs['stats_flush_ms']} ms, "
