@@ -1,6 +1,7 @@
 """Throughput cost of metrics and access statistics: the same node served with observability on and off.
 
-    python -m benchmarks.bench_observability [--seconds 3] [--rounds 3] [--clients 16] [--quick] [--json out.json]
+    python -m benchmarks.bench_observability [--seconds 3] [--rounds 3] [--clients 16] [--quick]
+        [--workload put|get-local|get-linearizable ...] [--on interceptor|stats|scrape ...] [--json out.json]
 
 One process runs a real single-node vaultd (StateMachine on SQLite, ReplicatedNode with pysyncobj, the gRPC
 server from vaultd.api.build_server); clients run in separate processes (benchmarks.bench_replication's
