@@ -22,8 +22,11 @@ test: setup
 	@command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 	$(BIN)/python -m pytest -q tests
 
+# Speed figures (README "Performance"); each script prints a Markdown table. Takes several minutes.
 bench: setup
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.bench_store
+	$(BIN)/python -m benchmarks.bench_replication
+	$(BIN)/python -m benchmarks.bench_observability
 
 # Regenerate the committed protobuf/gRPC modules (tests/test_proto_generated.py checks they match).
 proto: setup
