@@ -69,20 +69,6 @@ def free_port() -> int:
     raise RuntimeError("no free port found")
 
 
-try:  # resolved here, not in the forked child: importing there could deadlock on a lock another thread held
-    import ctypes
-
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _PRCTL = None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the test process dies (no orphaned nodes after a crash)."""
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
-
-
 @dataclass
 class NodeProc:
     node_id: str
@@ -198,9 +184,10 @@ class Cluster:
         with open(node.log_path, "ab") as log:
             log.write(f"--- start {' '.join(self.command(node)[1:])}\n".encode())
             log.flush()
-            node.proc = subprocess.Popen(self.command(node), cwd=str(REPO), env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            # Through tests.pdeathsig: the node dies with the test process (no orphans after a crash).
+            wrapped = [sys.executable, "-m", "tests.pdeathsig", str(os.getpid()), *self.command(node)]
+            node.proc = subprocess.Popen(wrapped, cwd=str(REPO), env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         node.paused = False
 
     def running(self) -> list[NodeProc]:
