@@ -186,7 +186,7 @@ def test_scan_pagination_over_2500_keys(client: vc.VaultClient) -> None:
             break
     assert pages == 25
     assert seen == sorted(k for k in keys if k.startswith("cfg/"))
-    full = list(client.iter_scan("paged", prefix="cfg/"))  # default page size (the scan limit, 1000)
+    full = list(client.iter_scan("paged", prefix="cfg/"))  # default page size, over several pages
     assert len(full) == 2500 and full[7].value == b"value-7"
     assert client.scan("paged", page_size=5000).next_page_token  # capped at max_scan_results
     assert client.get_vault("paged").key_count == 2510

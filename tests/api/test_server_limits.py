@@ -67,3 +67,19 @@ def test_rpcs_beyond_the_concurrency_bound_get_resource_exhausted(single_node) -
             release.set()
         assert [f.result(timeout=20).imported for f in held] == [1, 1]
         assert client.put("other", "k", b"v").version == 1    # capacity is back
+
+
+def test_a_vault_of_large_values_can_be_scanned(single_node) -> None:
+    """max_scan_results (1000) values of up to 1 MiB would be one response far over the 64 MiB send limit: a
+    value-bearing page is capped so that it always fits, and iterating the pages returns every entry."""
+    addr, _ = single_node
+    count = 66  # 66 MiB of values: more than one response can carry
+    with vc.VaultClient([addr], timeout=20.0) as client:
+        for i in range(count):
+            client.put("large", f"k{i:03d}", bytes([i]) * (1 << 20))
+        page = client.scan("large")
+        assert 0 < len(page.entries) < count and page.next_page_token
+        entries = list(client.iter_scan("large"))
+        assert [e.key for e in entries] == [f"k{i:03d}" for i in range(count)]
+        assert all(e.value == bytes([i]) * (1 << 20) for i, e in enumerate(entries))
+        assert len(client.scan("large", keys_only=True).entries) == count  # keys-only pages are not capped

@@ -23,6 +23,8 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_TIMEOUT_SECONDS = 60.0
 # Answer a little before the client's deadline so the client sees our status rather than its own timeout.
 DEADLINE_MARGIN_SECONDS = 0.05
+# The server's send limit: the largest response message (a scan page of large values is the biggest).
+MAX_SEND_BYTES = 64 * 1024 * 1024
 
 R = TypeVar("R")
 S = TypeVar("S")

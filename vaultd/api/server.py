@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vaultd.api.base import MAX_SEND_BYTES
 from vaultd.api.cluster_service import ClusterServicer
 from vaultd.api.stats import StatsFanout
 from vaultd.api.vault_service import VaultServicer
@@ -30,7 +31,6 @@ from vaultd.observability.health import readiness
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
 
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
-MAX_SEND_BYTES = 64 * 1024 * 1024
 HEALTH_INTERVAL_SECONDS = 0.2
 SERVICE_NAMES = (
     vault_pb2.DESCRIPTOR.services_by_name["VaultService"].full_name,

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from vaultd.api import convert, errors
-from vaultd.api.base import ServicerBase, server_stream, unary
+from vaultd.api.base import MAX_SEND_BYTES, ServicerBase, server_stream, unary
 from vaultd.api.stats import StatsFanout
 from vaultd.observability import metrics
 from vaultd.store import commands as cmd
@@ -39,6 +39,23 @@ _IMPORT_MODES = {
     vault_pb2.IMPORT_MODE_SKIP_EXISTING: cmd.ImportMode.SKIP_EXISTING,
 }
 _UPDATE_PATHS = frozenset({"description", "owner", "tags"})
+# Room per scan entry beside key and value: timestamps, version, revision and protobuf framing.
+_ENTRY_OVERHEAD_BYTES = 128
+# A scan page is one response message; the next page token and the message framing need a little room.
+_SCAN_PAGE_BYTES = MAX_SEND_BYTES - 64 * 1024
+
+
+def _scan_page_size(requested: int, keys_only: bool, max_value_size: int) -> int:
+    """The page size to ask the store for, so that a page of values always fits in one response.
+
+    Without this, max_scan_results (1000) entries of up to max_value_size (1 MiB) each would be read into
+    memory and then refused by grpc's send limit: a vault holding large values could never be scanned. A
+    keys-only page is small whatever the values; a negative size is left for the store to reject.
+    """
+    if keys_only or requested < 0:
+        return requested
+    cap = max(1, _SCAN_PAGE_BYTES // (max_value_size + validation.MAX_KEY_BYTES + _ENTRY_OVERHEAD_BYTES))
+    return min(requested, cap) if requested else cap
 
 
 def _expected(request: Any) -> int | None:
@@ -149,9 +166,10 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     def Scan(self, request: vault_pb2.ScanRequest, context: grpc.ServicerContext) -> vault_pb2.ScanResponse:
         vault = validation.validate_vault_name(request.vault)
         prefix = validation.validate_prefix(request.prefix)
+        page_size = _scan_page_size(request.page_size, request.keys_only, self.limits().max_value_size)
         reader = self.reader(context, request.consistency)
         started = time.perf_counter()
-        entries, token = reader.scan(vault, prefix, request.page_size, request.page_token, request.keys_only)
+        entries, token = reader.scan(vault, prefix, page_size, request.page_token, request.keys_only)
         elapsed = time.perf_counter() - started
         metrics.store_scan_seconds.observe(elapsed)
         if self.stats is not None:
