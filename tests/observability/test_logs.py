@@ -101,3 +101,20 @@ def test_setup_is_idempotent_and_rejects_unknown_format(capture) -> None:
         logging.getLogger().removeHandler(again)
     with pytest.raises(ValueError):
         logs.setup_logging("n1", "xml")
+
+
+def test_a_request_id_cannot_break_a_text_line() -> None:
+    """The request id comes from the client (a write's request_id field may hold any text, newlines too):
+    in text format it is quoted like every other field, so one event stays one line."""
+    out = io.StringIO()
+    handler = logs.setup_logging("n1", "text", "INFO", stream=out)
+    try:
+        bind("/vaultd.v1.VaultService/Put", "rid\n2026-01-01T00:00:00.000Z ERROR node=n9 forged: line")
+        logging.getLogger("vaultd.test").info("handled")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        bind("", "")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert 'request_id="rid\\n2026-01-01T00:00:00.000Z ERROR node=n9 forged: line"' in lines[0]
+    assert lines[0].endswith("method=/vaultd.v1.VaultService/Put")

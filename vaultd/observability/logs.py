@@ -97,9 +97,9 @@ class TextFormatter(logging.Formatter):
                  f"{record.name}:", record.getMessage().replace("\n", "\\n")]
         for key, value in (getattr(record, "fields", None) or {}).items():
             parts.append(f"{key}={_render(value)}")
-        for key in ("request_id", "method"):
+        for key in ("request_id", "method"):  # the request id is client text: quoted like any field
             if getattr(record, key, ""):
-                parts.append(f"{key}={getattr(record, key)}")
+                parts.append(f"{key}={_render(getattr(record, key))}")
         line = " ".join(parts)
         if record.exc_info:
             line += " exc=" + json.dumps(self.formatException(record.exc_info))
