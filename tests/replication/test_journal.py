@@ -96,3 +96,39 @@ def test_unsafe_mode_still_writes_everything(tmp_path: Path) -> None:
     os.close(os.dup(j._fd))
     k = DurableJournal(str(path), fsync=False)
     assert len(k) == 20 and k.getCurrentTerm() == 3 and k.getVotedForNodeId() is None
+
+
+def test_failed_fsync_keeps_the_journal_dirty_and_reports_the_failure(tmp_path: Path, monkeypatch) -> None:
+    # Fault injection: a real EIO from fdatasync cannot be produced on a healthy disk.
+    failures: list[str] = []
+    j = DurableJournal(str(tmp_path / "journal"), on_failure=failures.append)
+    j.add(b"cmd-1", 1, 1)
+    real = os.fdatasync
+
+    def eio(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", eio)
+    try:
+        j.sync()
+    except OSError:
+        pass
+    monkeypatch.setattr(os, "fdatasync", real)
+    assert failures and "fsync" in failures[0]
+    assert j.dirty                       # never treated as durable: the next ack still waits for a sync
+    j._destroy()
+
+
+def test_short_append_is_a_failure_not_a_silent_torn_entry(tmp_path: Path, monkeypatch) -> None:
+    failures: list[str] = []
+    j = DurableJournal(str(tmp_path / "journal"), on_failure=failures.append)
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: real(fd, data[:10], offset))   # disk full
+    try:
+        j.add(b"cmd-1", 1, 1)
+    except OSError:
+        pass
+    monkeypatch.setattr(os, "pwrite", real)
+    assert failures and "append" in failures[0]
+    assert len(j) == 0                   # not in memory either: pysyncobj never sees it as appended
+    j._destroy()

@@ -7,9 +7,11 @@ how bytes reach the disk:
 
 - `add()` appends a record `<len u32><crc32 u32><idx u64><term u64><command>` with os.write and marks the
   file dirty; `sync()` makes everything written so far durable with one fdatasync. The node calls `sync()`
-  before any message that reveals the log to a peer (append_entries, next_node_idx, votes) and at the end of
-  every tick, so one fsync covers every entry appended since the last one (group commit) and nothing is
-  acknowledged, voted on or counted toward a commit before it is on disk.
+  before a follower's ack (next_node_idx) or a vote leaves, and at the end of every tick (a leader's own
+  entries: Raft §10.2.1, see node.py), so one fsync covers every entry appended since the last one (group
+  commit) and nothing is acknowledged, voted on or counted toward a commit before it is on disk.
+- a failed write or fsync calls `on_failure` (the node stops): after a failed fsync the kernel may have
+  dropped the dirty pages, so retrying it could report success for data that is gone.
 - term and vote (`setCurrentTerm`) are written to the meta file and fsynced before returning, i.e. before the
   vote message that depends on them is sent (Raft §5.1). The commit index is persisted about once a second:
   a stale commit index is safe (it only bounds what is replayed before a leader is known), a too-high one is
@@ -27,11 +29,14 @@ Threading: every method is called from the pysyncobj tick thread only (status re
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
 import time
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from vaultd.observability import metrics
@@ -72,10 +77,14 @@ def _record(command: bytes, idx: int, term: int) -> bytes:
 class DurableJournal:
     """pysyncobj Journal implementation (duck-typed: add/clear/deleteEntriesFrom/deleteEntriesTo/...)."""
 
-    def __init__(self, path: str, fsync: bool = True) -> None:
+    def __init__(self, path: str, fsync: bool = True, on_failure: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.meta_path = path + ".meta"
         self.fsync_enabled = fsync
+        # Called (then the OSError re-raised) when a write or fsync fails after load: pysyncobj would log the
+        # error and carry on, and after a failed fsync the page cache cannot be trusted (the kernel may have
+        # dropped the dirty pages), so the node must stop rather than acknowledge what may not be on disk.
+        self._on_failure = on_failure
         self._entries: list[Entry] = []
         self._offsets: list[int] = []      # file offset of each entry's record
         self._dirty = False
@@ -133,10 +142,21 @@ class DurableJournal:
 
     # --- durability ---------------------------------------------------------------------------------------
     def sync(self) -> None:
-        """Flush everything appended/truncated since the last sync (one fdatasync for the whole group)."""
+        """Flush everything appended/truncated since the last sync (one fdatasync for the whole group).
+        The journal stays dirty unless the fdatasync succeeded."""
         if self._dirty:
+            with self._failing("fsync"):
+                self._sync_fd(self._fd)
             self._dirty = False
-            self._sync_fd(self._fd)
+
+    @contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if self._on_failure is not None:
+                self._on_failure(f"journal {what} failed: {type(exc).__name__} errno {exc.errno}")
+            raise
 
     @property
     def dirty(self) -> bool:
@@ -156,7 +176,11 @@ class DurableJournal:
     def add(self, command: bytes, idx: int, term: int) -> None:
         command = bytes(command)
         offset = self._end_offset()
-        os.pwrite(self._fd, _record(command, idx, term), offset)
+        record = _record(command, idx, term)
+        with self._failing("append"):
+            written = os.pwrite(self._fd, record, offset)
+            if written != len(record):   # disk full part-way: a short count, not an exception
+                raise OSError(errno.ENOSPC, f"short journal write ({written} of {len(record)} bytes)")
         self._entries.append((command, idx, term))
         self._offsets.append(offset)
         self._dirty = True
@@ -164,7 +188,8 @@ class DurableJournal:
     def clear(self) -> None:
         self._entries = []
         self._offsets = []
-        os.ftruncate(self._fd, len(MAGIC))
+        with self._failing("truncate"):
+            os.ftruncate(self._fd, len(MAGIC))
         self._dirty = True
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 (pysyncobj interface)
@@ -174,7 +199,8 @@ class DurableJournal:
         cut = self._offsets[entryFrom]
         del self._entries[entryFrom:]
         del self._offsets[entryFrom:]
-        os.ftruncate(self._fd, cut)
+        with self._failing("truncate"):
+            os.ftruncate(self._fd, cut)
         self._dirty = True
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802 (pysyncobj interface)
@@ -191,16 +217,19 @@ class DurableJournal:
             offsets.append(pos)
             parts.append(rec)
             pos += len(rec)
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"".join(parts))
-            self._sync_fd(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        os.replace(tmp, self.path)
-        if self.fsync_enabled:
-            fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        data = b"".join(parts)
+        with self._failing("compaction"):
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "short write of the compacted journal")
+                self._sync_fd(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            os.replace(tmp, self.path)
+            if self.fsync_enabled:
+                fsync_dir(os.path.dirname(os.path.abspath(self.path)))
         os.close(self._fd)
         self._fd = fd
         self._entries = keep
@@ -250,5 +279,6 @@ class DurableJournal:
     def _store_meta(self) -> None:
         # Entries first: a persisted commit index must never point past durable entries.
         self.sync()
-        write_file_durably(self.meta_path, json.dumps(self._meta).encode(), self.fsync_enabled)
+        with self._failing("meta write"):
+            write_file_durably(self.meta_path, json.dumps(self._meta).encode(), self.fsync_enabled)
         self._meta_dirty = False

@@ -205,7 +205,7 @@ class ReplicatedNode:
         self._fatal = fatal
         os.makedirs(cfg.raft_dir, exist_ok=True)
         fsync = not cfg.unsafe_no_fsync
-        self._journal = DurableJournal(os.path.join(cfg.raft_dir, "journal"), fsync=fsync)
+        self._journal = DurableJournal(os.path.join(cfg.raft_dir, "journal"), fsync=fsync, on_failure=fatal)
         if self._journal.truncated_tail_bytes:
             log.warning("journal had a torn tail of %d bytes (never acknowledged); cut off",
                         self._journal.truncated_tail_bytes)
