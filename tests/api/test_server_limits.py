@@ -4,6 +4,7 @@ once instead of queueing without bound, and the server recovers when the in-flig
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.cluster import free_port
 from vaultd import client as vc
 from vaultd.api.server import build_server
 from vaultd.config import NodeConfig
+from vaultd.observability.interceptor import MetricsInterceptor
 from vaultd.replication import ReplicatedNode
 from vaultd.store.machine import StateMachine
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
@@ -31,7 +34,7 @@ def single_node(tmp_path: Path) -> Iterator[tuple[str, object]]:
     machine = StateMachine(cfg.db_path)
     node = ReplicatedNode(cfg, machine)
     node.start()
-    server = build_server(node=node, machine=machine, stats=None, cfg=cfg)
+    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, interceptors=[MetricsInterceptor()])
     server.start()
     try:
         deadline = time.monotonic() + 20
@@ -83,3 +86,31 @@ def test_a_vault_of_large_values_can_be_scanned(single_node) -> None:
         assert [e.key for e in entries] == [f"k{i:03d}" for i in range(count)]
         assert all(e.value == bytes([i]) * (1 << 20) for i, e in enumerate(entries))
         assert len(client.scan("large", keys_only=True).entries) == count  # keys-only pages are not capped
+
+
+def _import_handled(code: str) -> float:
+    return REGISTRY.get_sample_value("grpc_server_handled_total", {
+        "grpc_type": "client_stream", "grpc_service": "vaultd.v1.VaultService", "grpc_method": "ImportVault",
+        "grpc_code": code}) or 0.0
+
+
+def test_an_import_cut_by_the_client_deadline_is_not_an_internal_error(single_node, caplog) -> None:
+    """The request stream breaks when the client's deadline passes mid-upload: that is the client's deadline,
+    not a server bug, so no ERROR line and no INTERNAL in grpc_server_handled_total (which alerts watch)."""
+    addr, _ = single_node
+    release = threading.Event()
+    internal, expired = _import_handled("INTERNAL"), _import_handled("DEADLINE_EXCEEDED")
+    with caplog.at_level(logging.ERROR, logger="vaultd"), grpc.insecure_channel(addr) as channel:
+        stub = vault_pb2_grpc.VaultServiceStub(channel)
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ImportVault(_held_import(release, "cut"), timeout=0.5)
+        finally:
+            release.set()
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 5
+        while _import_handled("DEADLINE_EXCEEDED") == expired and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert _import_handled("DEADLINE_EXCEEDED") - expired == 1
+    assert _import_handled("INTERNAL") == internal
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]

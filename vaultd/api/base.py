@@ -75,8 +75,11 @@ class ServicerBase:
         return self.machine.reader().limits()
 
 
-def _method_name(fn: Callable[..., Any]) -> str:
-    return fn.__qualname__
+def _failure(exc: Exception, fn: Callable[..., Any], context: grpc.ServicerContext) -> errors.Failure:
+    # A request stream raises RpcError when the client has gone (cancelled, deadline passed): not a bug.
+    if isinstance(exc, grpc.RpcError) and not context.is_active():
+        return errors.client_gone(context.time_remaining())
+    return errors.from_exception(exc, fn.__qualname__)
 
 
 def unary(fn: Callable[[Any, Any, grpc.ServicerContext], R]) -> Callable[[Any, Any, grpc.ServicerContext], R]:
@@ -85,7 +88,7 @@ def unary(fn: Callable[[Any, Any, grpc.ServicerContext], R]) -> Callable[[Any, A
         try:
             return fn(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-            errors.abort(context, errors.from_exception(exc, _method_name(fn)))
+            errors.abort(context, _failure(exc, fn, context))
     return wrapper
 
 
@@ -96,5 +99,5 @@ def server_stream(fn: Callable[[Any, Any, grpc.ServicerContext], Iterator[S]],
         try:
             yield from fn(self, request, context)
         except Exception as exc:  # noqa: BLE001
-            errors.abort(context, errors.from_exception(exc, _method_name(fn)))
+            errors.abort(context, _failure(exc, fn, context))
     return wrapper

@@ -123,6 +123,17 @@ def from_exception(exc: BaseException, method: str = "") -> Failure:
     return Failure(grpc.StatusCode.INTERNAL, INTERNAL, "internal error", {})
 
 
+def client_gone(remaining: float | None) -> Failure:
+    """The call's own client left (cancelled, or its deadline passed) while we read its request stream.
+
+    Not a server failure: nothing is logged, and the status (which the client never sees) is the one that
+    describes what happened, so grpc_server_handled_total does not count it as INTERNAL.
+    """
+    code = (grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0
+            else grpc.StatusCode.CANCELLED)
+    return Failure(code, code.name, "the client cancelled the call or its deadline passed")
+
+
 def _where(exc: BaseException) -> str:
     """Innermost frame as file:line(function). Not the traceback text: exception args may hold a value."""
     frames = traceback.extract_tb(exc.__traceback__)
