@@ -189,3 +189,12 @@ def test_secret_not_in_node_logs(run: Run, cluster: Cluster) -> None:
     run.error(3, "key", "put", "cli-leak", "k", SECRET, "--expected-version", "9")
     for text in cluster.logs().values():
         assert SECRET not in text
+
+
+def test_import_from_a_pipe_fails_over_to_a_working_node(run: Run, cluster: Cluster) -> None:
+    """stdin is a pipe (not seekable): the first endpoint is dead, so the upload must be re-sent to the next."""
+    endpoints = ",".join(["127.0.0.1:1", *cluster.endpoints()])  # nothing listens on port 1
+    result = run.json("--endpoints", endpoints, "vault", "import", "cli-pipe", "--format", "dotenv",
+                      stdin=b"A=1\nB=2\n")
+    assert result["imported"] == 2
+    assert run.json("key", "get", "cli-pipe", "B", "--reveal")["value"] == "2"

@@ -125,19 +125,22 @@ def vault_export(args: argparse.Namespace, client: VaultClient) -> None:
 
 
 def vault_import(args: argparse.Namespace, client: VaultClient) -> None:
-    source: IO[bytes]
+    source: bytes | IO[bytes]
     if args.file in (None, "-"):
         if sys.stdin.isatty():
             raise UsageError("no input: give a file, or pipe the file into stdin")
-        source, total = sys.stdin.buffer, None
+        if sys.stdin.buffer.seekable():
+            source = sys.stdin.buffer
+        else:  # a pipe cannot be re-read: hold it (imports are at most 64 MiB) so a retry can resend it
+            source = sys.stdin.buffer.read()
     else:
         source = open(args.file, "rb")
-        total = os.fstat(source.fileno()).st_size
+    total = len(source) if isinstance(source, bytes) else os.fstat(source.fileno()).st_size
     progress = Progress(f"import {args.name}", total, _progress_enabled(args))
     try:
         result = client.import_vault(args.name, source, args.format, args.mode, progress=progress.update)
     finally:
-        if source is not sys.stdin.buffer:
+        if not isinstance(source, bytes) and source is not sys.stdin.buffer:
             source.close()
     progress.finish()
     if _json(args):
