@@ -205,14 +205,29 @@ class NodeConfig:
                 out[name] = int(value)
         return out
 
-    def read_secret(self) -> str | None:
-        """The cluster secret: in-memory (dev), VAULTD_CLUSTER_SECRET, or the first line of the secret file."""
+    def secret_origin(self) -> str:
+        """Where read_secret() takes the secret from: "memory" (dev), "env", "file" or "unset".
+
+        Same precedence as every other setting: a --cluster-secret-file flag beats VAULTD_CLUSTER_SECRET,
+        which beats a secret file named in the TOML file or in VAULTD_CLUSTER_SECRET_FILE."""
         if self.cluster_secret:
+            return "memory"
+        file_from_flag = self.sources.get("cluster_secret_file", "").startswith("flag")
+        if self.cluster_secret_file and file_from_flag:
+            return "file"
+        if os.environ.get(SECRET_ENV, "").strip():
+            return "env"
+        return "file" if self.cluster_secret_file else "unset"
+
+    def read_secret(self) -> str | None:
+        """The cluster secret: in-memory (dev), VAULTD_CLUSTER_SECRET, or the first line of the secret file
+        (see secret_origin for the precedence)."""
+        origin = self.secret_origin()
+        if origin == "memory":
             return self.cluster_secret
-        env = os.environ.get(SECRET_ENV, "").strip()
-        if env:
-            return env
-        if not self.cluster_secret_file:
+        if origin == "env":
+            return os.environ[SECRET_ENV].strip()
+        if origin == "unset":
             return None
         try:
             with open(self.cluster_secret_file, encoding="utf-8") as f:
@@ -350,9 +365,9 @@ def effective(cfg: NodeConfig) -> list[tuple[str, Any, str]]:
     for f in FIELDS:
         name = f"{f.section}.{f.name}" if f.section else f.name
         rows.append((name, getattr(cfg, f.name), cfg.sources.get(f.name, "default")))
-    secret_source = ("memory" if cfg.cluster_secret else f"env {SECRET_ENV}" if os.environ.get(SECRET_ENV)
-                     else f"file {cfg.cluster_secret_file}" if cfg.cluster_secret_file else "unset")
-    rows.append(("cluster_secret", REDACTED if secret_source != "unset" else None, secret_source))
+    origin = cfg.secret_origin()
+    secret_source = {"env": f"env {SECRET_ENV}", "file": f"file {cfg.cluster_secret_file}"}.get(origin, origin)
+    rows.append(("cluster_secret", REDACTED if origin != "unset" else None, secret_source))
     return rows
 
 

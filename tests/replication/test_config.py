@@ -93,6 +93,15 @@ def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         config.load(["--cluster-secret-file", str(tmp_path / "nope")], env={}).read_secret()
     monkeypatch.setenv("VAULTD_CLUSTER_SECRET", "from-env")
     assert config.load([], env={}).read_secret() == "from-env"
+    # flags win over the environment, as for every other setting; the environment wins over the TOML file
+    flagged = config.load(["--cluster-secret-file", str(secret)], env={})
+    assert flagged.read_secret() == "hunter2-line"
+    assert ("cluster_secret", "<redacted>", f"file {secret}") in config.effective(flagged)
+    toml = tmp_path / "vaultd.toml"
+    toml.write_text(f'cluster_secret_file = "{secret}"\n')
+    from_file = config.load(["--config", str(toml)], env={})
+    assert from_file.read_secret() == "from-env"
+    assert ("cluster_secret", "<redacted>", "env VAULTD_CLUSTER_SECRET") in config.effective(from_file)
 
 
 def test_config_show_prints_sources_and_redacts_the_secret(tmp_path: Path) -> None:
