@@ -118,9 +118,13 @@ def _start_node(cfg: NodeConfig) -> tuple[object, object, object]:
     os.makedirs(cfg.data_dir, exist_ok=True)
     limits = cfg.bootstrap_limits()
     machine = StateMachine(cfg.db_path, bootstrap_limits=Limits(**limits) if limits else None)
-    stats = AccessStats(cfg.stats_path)
-    node = ReplicatedNode(cfg, machine)
     try:
+        stats = AccessStats(cfg.stats_path)
+    except Exception:
+        machine.close()
+        raise
+    try:   # `vaultd dev` runs nodes in threads of one process: a failed start must not leak them
+        node = ReplicatedNode(cfg, machine)
         node.start()
     except Exception:
         stats.close()
