@@ -231,6 +231,47 @@ class _FailingDisk(StateMachine):
         return super().apply_entry(index, term, payload)
 
 
+class _SlowDisk(StateMachine):
+    """A real state machine whose applies take `delay` seconds while `slow` is set (a busy disk)."""
+
+    slow = False
+    delay = 0.6
+
+    def apply_entry(self, index: int, term: int, payload: bytes) -> list[Any]:
+        if self.slow:
+            time.sleep(self.delay)
+        return super().apply_entry(index, term, payload)
+
+
+def test_a_shared_barrier_lives_as_long_as_its_most_patient_reader(group: Callable[..., Group]) -> None:
+    g = group(1, machine_class=_SlowDisk)
+    node = g.nodes[0]
+    outcomes: dict[str, str] = {}
+
+    def reader(name: str, timeout: float) -> None:
+        try:
+            node.read_barrier(timeout)
+            outcomes[name] = "ok"
+        except errors.ReplicationError as exc:
+            outcomes[name] = type(exc).__name__
+
+    node.machine.slow = True
+    try:
+        threads = {name: threading.Thread(target=reader, args=(name, timeout))
+                   for name, timeout in (("first", 5.0), ("hasty", 0.2), ("patient", 5.0))}
+        threads["first"].start()        # launches a barrier that takes 0.6 s to apply
+        time.sleep(0.15)
+        threads["hasty"].start()        # both join the next barrier, launched when the first one is done
+        time.sleep(0.05)
+        threads["patient"].start()
+        for t in threads.values():
+            t.join(10)
+    finally:
+        node.machine.slow = False
+    assert outcomes["hasty"] == "Timeout"
+    assert outcomes["first"] == "ok" and outcomes["patient"] == "ok", outcomes
+
+
 def test_storage_failure_stops_the_node_instead_of_skipping(group: Callable[..., Group]) -> None:
     stopped: list[str] = []
     g = group(1, machine_class=_FailingDisk, fatal=stopped.append)

@@ -147,6 +147,8 @@ class _BarrierGroup:
         with self._lock:
             if self._next is None:
                 self._next = _Barrier(timeout)
+            else:   # not launched yet: it must live as long as its most patient caller needs
+                self._next.timeout = max(self._next.timeout, _Barrier.clamp(timeout))
             barrier = self._next
             launch = self._current is None
             if launch:
@@ -185,9 +187,13 @@ class _Barrier:
     __slots__ = ("timeout", "event", "error")
 
     def __init__(self, timeout: float) -> None:
-        self.timeout = min(max(timeout, 0.2), 10.0)
+        self.timeout = self.clamp(timeout)
         self.event = threading.Event()
         self.error: BaseException | None = None
+
+    @staticmethod
+    def clamp(timeout: float) -> float:
+        return min(max(timeout, 0.2), 10.0)
 
 
 class ReplicatedNode:
