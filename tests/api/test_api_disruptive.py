@@ -132,6 +132,15 @@ def test_add_and_remove_member_through_the_api(cluster_factory: Callable[..., Cl
         client.add_member("", "127.0.0.1:1")
     with pytest.raises(vc.InvalidArgument):
         client.add_member("n9", "not-an-address")
+    # A known id at another address, or a known address under another id, is refused before any change
+    # (it would add a phantom voter, or give two ids one address); the same member again is a no-op retry.
+    for node_id, raft_addr in ((n4.node_id, "127.0.0.1:1"), ("n9", n4.raft_addr)):
+        with pytest.raises(vc.FailedPrecondition) as info:
+            client.add_member(node_id, raft_addr, n4.grpc_addr)
+        assert info.value.reason == "MEMBERSHIP_CHANGE_REJECTED"
+    again = client.add_member(n4.node_id, n4.raft_addr, n4.grpc_addr)
+    assert sorted(m.node_id for m in again.members) == ["n1", "n2", "n3", "n4"]
+    assert sorted(m.node_id for m in client.status().members) == ["n1", "n2", "n3", "n4"]
 
     removed = client.remove_member(n4.node_id)
     assert n4.node_id not in {m.node_id for m in removed.members}

@@ -58,9 +58,23 @@ class ClusterServicer(ServicerBase, cluster_pb2_grpc.ClusterServiceServicer):
     @unary
     def AddMember(self, request: cluster_pb2.AddMemberRequest,
                   context: grpc.ServicerContext) -> cluster_pb2.MembershipResponse:
-        self.node.add_member(_node_id(request.node_id), _address(request.raft_addr, "raft_addr", True),
-                             _address(request.grpc_addr, "grpc_addr", False), timeout=timeout_of(context))
+        node_id = _node_id(request.node_id)
+        raft_addr = _address(request.raft_addr, "raft_addr", True)
+        self._check_not_taken(context, node_id, raft_addr)
+        self.node.add_member(node_id, raft_addr, _address(request.grpc_addr, "grpc_addr", False),
+                             timeout=timeout_of(context))
         return cluster_pb2.MembershipResponse(members=self._members())
+
+    def _check_not_taken(self, context: grpc.ServicerContext, node_id: str, raft_addr: str) -> None:
+        """Refuse a known id at another address or a known address under another id before any change:
+        Raft would gain a phantom voter (shrinking the failure margin) or two ids would share one address.
+        The same id at the same address passes: re-adding a member is a no-op, so a retry is safe."""
+        for member in self.reader(context).members():
+            if (member.node_id == node_id) != (member.raft_addr == raft_addr):
+                raise errors.ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION, errors.MEMBERSHIP_REJECTED,
+                    f"member {member.node_id} already has raft address {member.raft_addr}; remove it first",
+                    {"node_id": node_id, "member": member.node_id})
 
     @unary
     def RemoveMember(self, request: cluster_pb2.RemoveMemberRequest,
