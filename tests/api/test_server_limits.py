@@ -114,3 +114,20 @@ def test_an_import_cut_by_the_client_deadline_is_not_an_internal_error(single_no
     assert _import_handled("DEADLINE_EXCEEDED") - expired == 1
     assert _import_handled("INTERNAL") == internal
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def test_scan_pages_fit_in_one_response_at_every_limit() -> None:
+    """The page size asked of the store, at the extreme replicated limits (max_scan_results up to 100,000,
+    max_value_size up to 64 MiB): a page of maximal entries always fits in the send limit."""
+    from vaultd.api.base import MAX_SEND_BYTES
+    from vaultd.api.vault_service import _scan_page_size
+    from vaultd.store.validation import MAX_KEY_BYTES
+
+    for max_value in (1024, 1 << 20, 64 << 20):
+        for keys_only in (False, True):
+            for requested in (0, 100_000):
+                size = _scan_page_size(requested, keys_only, max_value)
+                largest_entry = MAX_KEY_BYTES + (0 if keys_only else max_value) + 128
+                assert 1 <= size and (size == 1 or size * largest_entry <= MAX_SEND_BYTES), (max_value, keys_only)
+    assert _scan_page_size(-1, False, 1 << 20) == -1  # left for the store to reject
+    assert _scan_page_size(10, True, 1 << 20) == 10

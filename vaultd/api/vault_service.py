@@ -50,11 +50,13 @@ def _scan_page_size(requested: int, keys_only: bool, max_value_size: int) -> int
 
     Without this, max_scan_results (1000) entries of up to max_value_size (1 MiB) each would be read into
     memory and then refused by grpc's send limit: a vault holding large values could never be scanned. A
-    keys-only page is small whatever the values; a negative size is left for the store to reject.
+    keys-only page counts keys alone (only a max_scan_results above ~58,000 is capped); a negative size is
+    left for the store to reject.
     """
-    if keys_only or requested < 0:
+    if requested < 0:
         return requested
-    cap = max(1, _SCAN_PAGE_BYTES // (max_value_size + validation.MAX_KEY_BYTES + _ENTRY_OVERHEAD_BYTES))
+    value_bytes = 0 if keys_only else max_value_size
+    cap = max(1, _SCAN_PAGE_BYTES // (value_bytes + validation.MAX_KEY_BYTES + _ENTRY_OVERHEAD_BYTES))
     return min(requested, cap) if requested else cap
 
 
