@@ -231,6 +231,17 @@ def test_copy_vault_key_limit_exact_and_one_past(drive: Driver) -> None:
     assert isinstance(err, e.VaultFull) and err.metadata["vault"] == "full"
 
 
+def test_copy_vault_value_size_limit_exact_and_one_past(drive: Driver) -> None:
+    drive.ok(c.Put("src", "small", b"x" * 10))
+    drive.ok(c.Put("src", "big", b"x" * 100))
+    drive.ok(c.SetLimits(max_value_size=100))
+    drive.ok(c.CopyVault("src", "ok"))
+    drive.ok(c.SetLimits(max_value_size=99))      # lowered below usage: the existing values stay...
+    err = drive.err(c.CopyVault("src", "grown"))  # ...but copying them would create new oversize values
+    assert isinstance(err, e.ValueTooLarge) and (err.size, err.max) == (100, 99)
+    assert drive.machine.reader().list_vaults()[0] == [drive.machine.reader().get_vault(v) for v in ("ok", "src")]
+
+
 def test_txn_all_or_nothing(drive: Driver) -> None:
     drive.ok(c.Put("app", "a", b"1"))
     result = drive.ok(c.Txn("app", (c.TxnPut("a", b"2", 1), c.TxnPut("b", b"x", 0), c.TxnDelete("a", 2),

@@ -151,6 +151,8 @@ class StoreVersusModel(RuleBasedStateMachine):
                 raise Rejected("VAULT_EXISTS")
             if len(m.vaults[source]) > m.limits.max_keys_per_vault:
                 raise Rejected("VAULT_FULL")
+            if any(len(v[0]) > m.limits.max_value_size for v in m.vaults[source].values()):
+                raise Rejected("VALUE_TOO_LARGE")
             m.new_vault(destination)
             m.vaults[destination] = {k: (v[0], 1, index) for k, v in m.vaults[source].items()}
             return CopyVaultResult(len(m.vaults[source]))

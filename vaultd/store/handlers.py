@@ -140,6 +140,11 @@ def copy_vault(ctx: Ctx, cmd: c.CopyVault) -> CopyVaultResult:
         raise VaultExists(destination)
     if src.key_count > ctx.limits.max_keys_per_vault:
         raise VaultFull(destination, ctx.limits.max_keys_per_vault)
+    # Copies are new values: like an import, they must fit the current limit even if it was lowered since
+    # the source values were written (lowering a limit blocks growth).
+    largest = _one(ctx, "SELECT coalesce(max(length(value)), 0) FROM keys WHERE vault = ?", (source,))
+    if largest > ctx.limits.max_value_size:
+        raise ValueTooLarge(largest, ctx.limits.max_value_size)
     _insert_vault(ctx, destination, src.description, src.owner, src.tags)
     ctx.conn.execute("INSERT INTO keys (vault, key, value, version, created_at, updated_at, revision) "
                      "SELECT ?, key, value, 1, ?, ?, ? FROM keys WHERE vault = ?",
