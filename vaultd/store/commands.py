@@ -283,7 +283,3 @@ def decode_batch(data: bytes) -> Batch:
         raise CodecError(f"undecodable payload ({type(exc).__name__})") from None
     return Batch(msg.timestamp_ns, tuple(Envelope(e.request_id, _command_from_pb(e.command)) for e in msg.commands))
 
-
-def encode_command(command: Command, request_id: str = "", timestamp_ns: int = 0) -> bytes:
-    """A one-command batch: convenient for tests and single proposals."""
-    return encode_batch(Batch(timestamp_ns, (Envelope(request_id, command),)))
