@@ -44,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(cfg)
 
 
-def run(cfg: NodeConfig, stop_event: threading.Event | None = None) -> int:
-    """Run a node until SIGTERM/SIGINT (or `stop_event`, for `vaultd dev` running nodes in threads)."""
+def run(cfg: NodeConfig) -> int:
+    """Run a node until SIGTERM/SIGINT (`vaultd dev` runs each node as its own `vaultd serve` process)."""
     try:
         cfg.validate()
         secret = cfg.read_secret()
@@ -68,8 +68,8 @@ def run(cfg: NodeConfig, stop_event: threading.Event | None = None) -> int:
         return EXIT_STARTUP
     machine, stats, node = node_parts
 
-    stop = stop_event or threading.Event()
-    if stop_event is None and threading.current_thread() is threading.main_thread():
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _signum, _frame: stop.set())
 
@@ -123,7 +123,7 @@ def _start_node(cfg: NodeConfig) -> tuple[object, object, object]:
     except Exception:
         machine.close()
         raise
-    try:   # `vaultd dev` runs nodes in threads of one process: a failed start must not leak them
+    try:   # a failed start closes what it opened (the store, the statistics thread) before reporting
         node = ReplicatedNode(cfg, machine)
         node.start()
     except Exception:

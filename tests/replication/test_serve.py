@@ -1,4 +1,4 @@
-"""serve._start_node in-process (as `vaultd dev` uses it): a failed start releases what it opened."""
+"""serve._start_node in-process: a failed start releases what it opened before the error is reported."""
 
 from __future__ import annotations
 
