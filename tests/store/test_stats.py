@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import apsw
+import pytest
 
 from vaultd.store import AccessStats, combine_stats
 from vaultd.store.results import VaultInfo
@@ -122,3 +123,15 @@ def test_combine_stats_sums_nodes_and_takes_the_global_top() -> None:
     assert combined.top_keys == (KeyAccess("a", 20, 50), KeyAccess("b", 20, 60))   # ties by key
     empty = combine_stats(VaultInfo("e", "", "", (), 1, 1, 0, 0, 0), [])
     assert (empty.avg_key_size, empty.avg_value_size, empty.top_keys) == (0.0, 0.0, ())
+
+
+def test_close_survives_a_broken_statistics_file(tmp_path: Path) -> None:
+    path = tmp_path / "stats.db"
+    stats = AccessStats(str(path), flush_interval=3600)
+    stats.record("app", "k", "get", 0.001)
+    other = apsw.Connection(str(path))
+    other.execute("DROP TABLE access")      # the final flush now fails inside SQLite
+    other.close()
+    stats.close()                           # must not raise: serve would skip closing the state machine
+    with pytest.raises(apsw.ConnectionClosedError):
+        stats._conn.execute("SELECT 1")

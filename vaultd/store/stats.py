@@ -137,9 +137,13 @@ class AccessStats:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout=10)
-        self.flush()
-        with self._db_lock:
-            self._conn.close()
+        try:
+            self.flush()
+        except apsw.Error:
+            pass  # best effort, like the background flush: a broken statistics file must not fail a shutdown
+        finally:
+            with self._db_lock:
+                self._conn.close()
 
     def _oldest_bucket(self, now: int) -> int:
         return (now - self._retention_ns) // BUCKET_NS
