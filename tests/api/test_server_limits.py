@@ -1,6 +1,6 @@
-"""The server's concurrency bound, on an in-process server over a real single-node cluster (real StateMachine,
-real ReplicatedNode, real gRPC): RPCs beyond maximum_concurrent_rpcs are refused with RESOURCE_EXHAUSTED at
-once instead of queueing without bound, and the server recovers when the in-flight ones finish."""
+"""Server limits, on an in-process server over a real single-node cluster (tests/api/conftest.py): RPCs
+beyond maximum_concurrent_rpcs are refused with RESOURCE_EXHAUSTED at once instead of queueing without bound;
+scan pages fit in one response; a request stream cut by the client is not an internal error."""
 
 from __future__ import annotations
 
@@ -8,44 +8,15 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.cluster import free_port
 from vaultd import client as vc
-from vaultd.api.server import build_server
-from vaultd.config import NodeConfig
-from vaultd.observability.interceptor import MetricsInterceptor
-from vaultd.replication import ReplicatedNode
-from vaultd.store.machine import StateMachine
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def single_node(tmp_path: Path) -> Iterator[tuple[str, object]]:
-    cfg = NodeConfig(node_id="n1", data_dir=str(tmp_path), raft_addr=f"127.0.0.1:{free_port()}",
-                     grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True,
-                     grpc_max_concurrent_rpcs=2)
-    machine = StateMachine(cfg.db_path)
-    node = ReplicatedNode(cfg, machine)
-    node.start()
-    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, interceptors=[MetricsInterceptor()])
-    server.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not node.is_ready() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert node.is_ready()
-        yield cfg.grpc_addr, node
-    finally:
-        server.stop(1)
-        node.stop()
-        machine.close()
 
 
 def _held_import(release: threading.Event, vault: str) -> Iterator[vault_pb2.ImportChunk]:

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from vaultd.api.base import MAX_SEND_BYTES
 from vaultd.api.cluster_service import ClusterServicer
+from vaultd.api.decoding import DecodeGuard
 from vaultd.api.stats import StatsFanout
 from vaultd.api.vault_service import VaultServicer
 from vaultd.config import NodeConfig
@@ -106,7 +107,7 @@ def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
     receive = max(MAX_RECEIVE_BYTES, max_value + 64 * 1024)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=cfg.grpc_workers, thread_name_prefix="vaultd-grpc"),
-        interceptors=list(interceptors),
+        interceptors=[*interceptors, DecodeGuard()],  # innermost: the others see the status it answers
         options=[("grpc.max_receive_message_length", receive), ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=cfg.grpc_max_concurrent_rpcs)

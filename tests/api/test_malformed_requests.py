@@ -1,0 +1,50 @@
+"""Request bytes that are not a valid message (a string field with invalid UTF-8, a truncated buffer) are bad
+input like any other: INVALID_ARGUMENT with an ErrorInfo, counted as such, nothing logged as a server error,
+and the server keeps serving. Raw bytes over real gRPC to a real node (tests/api/conftest.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+
+from vaultd import client as vc
+from vaultd.v1 import vault_pb2
+
+pytestmark = pytest.mark.timeout(60)
+
+# GetRequest{vault: "v", key: <0xff 0xfe>}: field 2 is a proto3 string, which must be valid UTF-8.
+INVALID_UTF8_GET = b"\x0a\x01v" + b"\x12\x02\xff\xfe"
+# ImportChunk{data: <length 100, 3 bytes follow>}: truncated.
+TRUNCATED_CHUNK = b"\x12\x64abc"
+
+
+def _handled(method: str, grpc_type: str, code: str) -> float:
+    return REGISTRY.get_sample_value("grpc_server_handled_total", {
+        "grpc_type": grpc_type, "grpc_service": "vaultd.v1.VaultService", "grpc_method": method,
+        "grpc_code": code}) or 0.0
+
+
+def test_undecodable_requests_are_invalid_argument(single_node, caplog) -> None:
+    addr, _ = single_node
+    header = vault_pb2.ImportChunk(header=vault_pb2.ImportHeader(vault="raw")).SerializeToString()
+    before = _handled("Get", "unary", "INVALID_ARGUMENT")
+    with caplog.at_level(logging.ERROR), grpc.insecure_channel(addr) as channel, \
+            vc.VaultClient([addr], timeout=5.0) as client:
+        calls = [lambda: channel.unary_unary("/vaultd.v1.VaultService/Get")(INVALID_UTF8_GET, timeout=5),
+                 lambda: channel.stream_unary("/vaultd.v1.VaultService/ImportVault")(
+                     iter([header, TRUNCATED_CHUNK]), timeout=5)]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            error = vc.error_from_rpc(info.value)
+            assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+            assert error.metadata == {"field": "request"}
+        assert client.put("raw", "k", b"v").version == 1      # still serving
+        with pytest.raises(vc.NotFound):
+            client.get_vault("raw-never")
+    assert _handled("Get", "unary", "INVALID_ARGUMENT") - before == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
