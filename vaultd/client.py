@@ -18,6 +18,7 @@ mutable state is the preferred endpoint index, and a stale read of it only costs
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -500,17 +501,25 @@ class VaultClient:
                      timeout: float | None = None) -> vault_pb2.ImportVaultResponse:
         """Stream a file (native export, flat JSON or dotenv) into a vault; all-or-nothing.
 
-        `source` is bytes or a binary file object; a seekable file (or bytes) is re-sent on a retry, a
-        non-seekable one is sent once. format: native | flat_json | dotenv; mode: fail_if_exists |
+        `source` is bytes or a binary file object; a seekable file (or bytes) is re-sent on a retry and its
+        size is announced (so the server refuses an upload cut short), a non-seekable one is sent once. format: native | flat_json | dotenv; mode: fail_if_exists |
         overwrite | skip_existing.
         """
         rid = request_id or _new_request_id()
-        header = vault_pb2.ImportHeader(
-            vault=vault, format=_enum(vault_pb2.ImportFormat, "IMPORT_FORMAT_", format),
-            mode=_enum(vault_pb2.ImportMode, "IMPORT_MODE_", mode), request_id=rid)
         stream_obj: IO[bytes] | None = None if isinstance(source, (bytes, bytearray, memoryview)) else source
         start = stream_obj.tell() if stream_obj is not None and stream_obj.seekable() else None
         replayable = stream_obj is None or start is not None
+        # The size lets the server refuse an upload cut short instead of importing the part it received.
+        if stream_obj is None:
+            size = memoryview(source).nbytes  # type: ignore[arg-type]
+        elif start is not None:
+            size = stream_obj.seek(0, os.SEEK_END) - start
+            stream_obj.seek(start)
+        else:
+            size = 0  # unknown: a pipe
+        header = vault_pb2.ImportHeader(
+            vault=vault, format=_enum(vault_pb2.ImportFormat, "IMPORT_FORMAT_", format),
+            mode=_enum(vault_pb2.ImportMode, "IMPORT_MODE_", mode), request_id=rid, size=size)
 
         def chunks() -> Iterator[vault_pb2.ImportChunk]:
             yield vault_pb2.ImportChunk(header=header)

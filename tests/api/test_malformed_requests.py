@@ -4,6 +4,7 @@ and the server keeps serving. Raw bytes over real gRPC to a real node (tests/api
 
 from __future__ import annotations
 
+import io
 import logging
 
 import grpc
@@ -11,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from vaultd import client as vc
-from vaultd.v1 import vault_pb2
+from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,3 +49,24 @@ def test_undecodable_requests_are_invalid_argument(single_node, caplog) -> None:
     assert _handled("Get", "unary", "INVALID_ARGUMENT") - before == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 
+
+def test_an_import_shorter_than_its_announced_size_is_refused(single_node) -> None:
+    """The header's size is checked against what arrived: a short stream is MALFORMED_IMPORT and nothing is
+    imported; the Python client announces the size of bytes and of seekable files, and they import."""
+    addr, _ = single_node
+    with grpc.insecure_channel(addr) as channel, vc.VaultClient([addr], timeout=5.0) as client:
+        chunks = [vault_pb2.ImportChunk(header=vault_pb2.ImportHeader(
+                      vault="short", format=vault_pb2.IMPORT_FORMAT_DOTENV, size=100)),
+                  vault_pb2.ImportChunk(data=b"A=1\n")]
+        with pytest.raises(grpc.RpcError) as info:
+            vault_pb2_grpc.VaultServiceStub(channel).ImportVault(iter(chunks), timeout=5)
+        error = vc.error_from_rpc(info.value)
+        assert (error.reason, error.metadata) == ("MALFORMED_IMPORT",
+                                                  {"field": "size", "expected": "100", "received": "4"})
+        with pytest.raises(vc.NotFound):
+            client.get_vault("short")
+        assert client.import_vault("short", b"A=1\nB=2\n", format="dotenv").imported == 2
+        with io.BytesIO(b"skipped;C=3\nD=4\n") as f:
+            f.seek(len(b"skipped;"))  # from the current position on
+            assert client.import_vault("short", f, format="dotenv").imported == 2
+        assert client.get_vault("short").key_count == 4

@@ -65,24 +65,36 @@ def _import_handled(code: str) -> float:
         "grpc_code": code}) or 0.0
 
 
-def test_an_import_cut_by_the_client_deadline_is_not_an_internal_error(single_node, caplog) -> None:
-    """The request stream breaks when the client's deadline passes mid-upload: that is the client's deadline,
-    not a server bug, so no ERROR line and no INTERNAL in grpc_server_handled_total (which alerts watch)."""
+def _cut_import(release: threading.Event, vault: str, size: int) -> Iterator[vault_pb2.ImportChunk]:
+    """A dotenv upload whose first half arrives, then stalls (the rest would follow after the deadline)."""
+    yield vault_pb2.ImportChunk(header=vault_pb2.ImportHeader(
+        vault=vault, format=vault_pb2.IMPORT_FORMAT_DOTENV, request_id=f"cut-{vault}", size=size))
+    yield vault_pb2.ImportChunk(data=b"A=1\nB=2\n")
+    release.wait(20)
+    yield vault_pb2.ImportChunk(data=b"C=3\n")
+
+
+def test_an_import_cut_by_the_client_deadline_applies_nothing(single_node, caplog) -> None:
+    """When the client's deadline passes mid-upload, grpcio may end the server's request stream like a clean
+    end of stream (a race with noticing the cancel): the first half must not be imported as a whole file. The
+    header's size says how much is coming. Nor is the cut a server bug: no ERROR line, no INTERNAL count."""
     addr, _ = single_node
-    release = threading.Event()
-    internal, expired = _import_handled("INTERNAL"), _import_handled("DEADLINE_EXCEEDED")
-    with caplog.at_level(logging.ERROR, logger="vaultd"), grpc.insecure_channel(addr) as channel:
+    internal = _import_handled("INTERNAL")
+    with caplog.at_level(logging.ERROR, logger="vaultd"), grpc.insecure_channel(addr) as channel, \
+            vc.VaultClient([addr], timeout=5.0) as client:
         stub = vault_pb2_grpc.VaultServiceStub(channel)
-        try:
-            with pytest.raises(grpc.RpcError) as info:
-                stub.ImportVault(_held_import(release, "cut"), timeout=0.5)
-        finally:
-            release.set()
-        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        deadline = time.monotonic() + 5
-        while _import_handled("DEADLINE_EXCEEDED") == expired and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert _import_handled("DEADLINE_EXCEEDED") - expired == 1
+        for attempt in range(20):  # the race goes either way: try it several times
+            release = threading.Event()
+            try:
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.ImportVault(_cut_import(release, f"cut{attempt}", size=12), timeout=0.3)
+            finally:
+                release.set()
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.5)  # let the handlers of the cut calls finish
+        for attempt in range(20):
+            with pytest.raises(vc.NotFound):
+                client.get_vault(f"cut{attempt}")
     assert _import_handled("INTERNAL") == internal
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 

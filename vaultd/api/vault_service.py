@@ -233,6 +233,16 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
                 raise errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE",
                                       f"import files are limited to {MAX_IMPORT_BYTES} bytes",
                                       {"max": str(MAX_IMPORT_BYTES)})
+        # grpcio may end the request stream of a call the client abandoned as if it were complete: without
+        # this, the part received would be imported as the whole file.
+        if header.size and len(data) != header.size:
+            if not context.is_active():  # the client left: say so in the metrics, not MALFORMED_IMPORT
+                gone = errors.client_gone(context.time_remaining())
+                raise errors.ApiError(gone.code, gone.reason, gone.message)
+            raise errors.ApiError(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_IMPORT",
+                                  f"the import stream carried {len(data)} of the {header.size} bytes its header "
+                                  "announced", {"field": "size", "expected": str(header.size),
+                                                "received": str(len(data))})
         entries = parse_import(bytes(data), fmt)
         max_value = self.limits().max_value_size
         for entry in entries:

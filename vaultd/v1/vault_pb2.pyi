@@ -307,16 +307,18 @@ class ExportChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class ImportHeader(_message.Message):
-    __slots__ = ("vault", "format", "mode", "request_id")
+    __slots__ = ("vault", "format", "mode", "request_id", "size")
     VAULT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
     vault: str
     format: ImportFormat
     mode: ImportMode
     request_id: str
-    def __init__(self, vault: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    size: int
+    def __init__(self, vault: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., request_id: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class ImportChunk(_message.Message):
     __slots__ = ("header", "data")
