@@ -196,3 +196,13 @@ def test_unknown_method_not_counted(server) -> None:
         channel.unary_unary("/vaultd.v1.VaultService/NoSuchMethod")(b"")
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert _started("unary", "NoSuchMethod") == 0
+
+
+def test_request_id_from_the_request_is_bounded_like_the_metadata_one(server) -> None:
+    """Both sources are client text: each log line carries at most 64 characters of it, so a client cannot
+    inflate every line of its request (the store alone accepts ids of up to 512)."""
+    stub, _, servicer = server
+    stub.Put(vault_pb2.PutRequest(vault="v", key="ok", value=b"x", request_id="r" * 5000))
+    assert servicer.seen["ok"][1] == "r" * 64
+    stub.Put(vault_pb2.PutRequest(vault="v", key="ok", value=b"x"), metadata=[("x-request-id", "m" * 5000)])
+    assert servicer.seen["ok"][1] == "m" * 64

@@ -26,6 +26,8 @@ from vaultd.observability.logs import log_slow_request
 
 REQUEST_ID_METADATA_KEY = "x-request-id"
 DEFAULT_SLOW_REQUEST_SECONDS = 1.0
+# Request ids are client text; log lines carry at most this much of one (ours are 16, uuids 36).
+MAX_LOGGED_REQUEST_ID = 64
 
 
 class _MethodMetrics:
@@ -74,7 +76,7 @@ def _final_code(context: grpc.ServicerContext, raised: bool) -> str:
 def _metadata_request_id(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_METADATA_KEY and isinstance(value, str):
-            return value[:64]
+            return value[:MAX_LOGGED_REQUEST_ID]
     return ""
 
 
@@ -123,7 +125,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     def _begin(self, mm: _MethodMetrics, request: Any, context: grpc.ServicerContext, request_has_id: bool) -> float:
         rid = (_metadata_request_id(context) or (getattr(request, "request_id", "") if request_has_id else "")
                or new_request_id())
-        bind(mm.full_method, rid if isinstance(rid, str) else "")
+        bind(mm.full_method, rid[:MAX_LOGGED_REQUEST_ID] if isinstance(rid, str) else "")
         mm.started.inc()
         return time.perf_counter()
 
