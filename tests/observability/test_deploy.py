@@ -42,3 +42,20 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
     assert "ExecStart=/opt/vaultd/bin/vaultd serve --config /etc/vaultd/%i.toml" in UNIT.read_text()
+
+
+def test_runbook_commands_in_the_alert_rules_parse() -> None:
+    """The descriptions tell the on-call engineer what to run: every `vaultd ...` command in them must be one
+    the CLI accepts (N and other placeholders stand for numbers)."""
+    from vaultd.cli.main import build_parser
+
+    parser = build_parser()
+    for rules in (PROM_DIR / "rules" / "vaultd.rules.yml", PROM_DIR / "tests" / "vaultd.rules.test.yml"):
+        commands = re.findall(r"`vaultd ([^`]+)`", rules.read_text())
+        assert commands, rules
+        for command in commands:
+            argv = [word if word != "N" else "1" for word in command.split()]
+            try:
+                parser.parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"{rules.name}: `vaultd {command}` is not a valid command")
