@@ -132,16 +132,35 @@ def test_group_commit_batches_concurrent_writers(group: Callable[..., Group]) ->
 
 
 def test_concurrent_read_barriers_share_log_entries(group: Callable[..., Group]) -> None:
-    g = group(3)
-    node = next(n for n in g.nodes if n is not g.leader())
+    # Applies take 0.2 s here, so all 60 readers really overlap a barrier in flight (with millisecond
+    # barriers, readers that start after one finished launch their own and the count depends on scheduling).
+    g = group(1, machine_class=_SlowDisk)
+    node = g.nodes[0]
+    node.machine.delay = 0.2
+    gate = threading.Barrier(60)
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            gate.wait(10)
+            node.read_barrier(5)
+        except BaseException as exc:   # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(60)]
     before = node.status().commit_index
-    threads = [threading.Thread(target=node.read_barrier, args=(5,)) for _ in range(60)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    node.machine.slow = True
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        node.machine.slow = False
     used = node.status().commit_index - before
-    assert 1 <= used <= 20, f"60 concurrent barriers used {used} entries"
+    assert not failures, failures
+    assert 1 <= used <= 4, f"60 concurrent barriers used {used} entries"
+    assert 1 <= node.machine.noops <= 4, f"60 concurrent barriers proposed {node.machine.noops} no-ops"
 
 
 def test_isolated_leader_refuses_linearizable_reads(group: Callable[..., Group]) -> None:
@@ -236,9 +255,11 @@ class _SlowDisk(StateMachine):
 
     slow = False
     delay = 0.6
+    noops = 0           # Noop commands (read barriers) applied while slow
 
     def apply_entry(self, index: int, term: int, payload: bytes) -> list[Any]:
         if self.slow:
+            self.noops += sum(isinstance(e.command, c.Noop) for e in c.decode_batch(payload).commands)
             time.sleep(self.delay)
         return super().apply_entry(index, term, payload)
 
