@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -468,7 +469,9 @@ class ReplicatedNode:
             if raft_addr not in known:
                 self._membership_change(lambda cb: raft.addNodeToCluster(raft_addr, callback=cb), deadline,
                                         "add", node_id, raft_addr)
-            self._submit_until(commands.Envelope(f"member-set-{node_id}-{raft_addr}-{grpc_addr}",
+            # One request id per call (retries inside _submit_until reuse it): an id derived from the arguments
+            # would make re-adding the same member later a deduplicated no-op.
+            self._submit_until(commands.Envelope(f"member-set-{uuid.uuid4().hex}",
                                                  commands.SetMember(node_id, raft_addr, grpc_addr)), deadline)
         log_membership_change("add", node_id, raft_addr)
 
@@ -493,7 +496,7 @@ class ReplicatedNode:
                     self._membership_change(lambda cb: raft.removeNodeFromCluster(raft_addr, callback=cb),
                                             deadline, "remove", node_id, raft_addr)
             if raft_addr != self.cfg.raft_addr:
-                self._submit_until(commands.Envelope(f"member-remove-{node_id}-{raft_addr}",
+                self._submit_until(commands.Envelope(f"member-remove-{uuid.uuid4().hex}",
                                                      commands.RemoveMember(node_id)), deadline)
         log_membership_change("remove", node_id, raft_addr)
 
