@@ -58,6 +58,17 @@ def test_hash_covers_applied_index_values_and_settings(drive: Driver) -> None:
     assert len({h1, h2, h3, drive.machine.state_hash()}) == 4
 
 
+def test_hashed_state_pairs_the_hash_with_its_index_while_apply_continues(drive: Driver) -> None:
+    """GetStatus reports both: read from one transaction, a hash always belongs to the index beside it."""
+    seen: dict[int, str] = {}
+    for i in range(20):
+        drive.ok(c.Put("app", f"k{i}", b"v"))
+        seen[drive.machine.applied_index] = drive.machine.state_hash()
+    reader = drive.machine.reader()
+    index, digest = reader.hashed_state()
+    assert index == drive.machine.applied_index and digest == seen[index]
+
+
 def test_reapplying_an_old_index_changes_nothing(tmp_path: Path) -> None:
     entries = workload(3, 20)
     m, _ = _replay(tmp_path / "db", entries)

@@ -39,21 +39,17 @@ class ClusterServicer(ServicerBase, cluster_pb2_grpc.ClusterServiceServicer):
         self.fanout = fanout
 
     def _members(self) -> list[cluster_pb2.Member]:
-        return [convert.member(m) for m in getattr(self.node.status(), "members", ())]
+        return [convert.member(m) for m in self.node.status().members]
 
     @unary
     def GetStatus(self, request: cluster_pb2.GetStatusRequest, context: grpc.ServicerContext) -> cluster_pb2.NodeStatus:
         s = self.node.status()
+        applied_index, state_hash = s.hashed_state   # read together: the hash is at exactly that index
         return cluster_pb2.NodeStatus(
-            node_id=str(getattr(s, "node_id", "") or self.cfg.node_id),
-            raft_addr=str(getattr(s, "raft_addr", "") or self.cfg.raft_addr),
-            grpc_addr=str(getattr(s, "grpc_addr", "") or self.cfg.grpc_addr),
-            role=str(getattr(s, "role", "")), leader_id=str(getattr(s, "leader_id", "") or ""),
-            term=int(getattr(s, "term", 0)), commit_index=int(getattr(s, "commit_index", 0)),
-            applied_index=int(getattr(s, "applied_index", 0)), snapshot_index=int(getattr(s, "snapshot_index", 0)),
-            state_hash=str(getattr(s, "state_hash", "") or ""),
-            members=[convert.member(m) for m in getattr(s, "members", ())],
-            ready=bool(self.node.is_ready()))
+            node_id=s.node_id, raft_addr=s.raft_addr, grpc_addr=s.grpc_addr, role=s.role, leader_id=s.leader_id,
+            term=s.term, commit_index=s.commit_index, applied_index=applied_index,
+            snapshot_index=s.snapshot_index, state_hash=state_hash,
+            members=[convert.member(m) for m in s.members], ready=s.ready)
 
     @unary
     def AddMember(self, request: cluster_pb2.AddMemberRequest,

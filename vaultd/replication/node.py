@@ -393,11 +393,14 @@ class ReplicatedNode:
         return time.monotonic() - self._last_proof <= self.cfg.ready_window_seconds
 
     def state_hash(self) -> str:
-        applied = int(self.machine.applied_index)
-        cached_index, cached = self._hash_cache
-        if cached_index != applied:
-            cached = self.machine.state_hash()
-            self._hash_cache = (applied, cached)
+        return self.hashed_state()[1]
+
+    def hashed_state(self) -> tuple[int, str]:
+        """(applied index, state hash at exactly that index); cached until the applied index moves."""
+        cached = self._hash_cache
+        if cached[0] != int(self.machine.applied_index):
+            cached = self.machine.hashed_state()
+            self._hash_cache = cached
         return cached
 
     def status(self) -> NodeStatusInfo:
@@ -412,7 +415,7 @@ class ReplicatedNode:
             term=int(st.get("raft_term", 0)), commit_index=int(st.get("commit_idx", 0)),
             applied_index=int(self.machine.applied_index), snapshot_index=int(self._snapshots.last_index),
             log_length=int(st.get("log_len", 0)), journal_bytes=self._journal.size_bytes,
-            ready=self.is_ready(), hash_source=self.state_hash,
+            ready=self.is_ready(), hash_source=self.hashed_state,
             pending_commands=self._batcher.pending_commands, members=members)
 
     def _raft_status(self) -> dict[str, Any]:

@@ -40,8 +40,13 @@ class NodeStatusInfo:
     members: tuple[MemberStatus, ...]
     # The hash reads the whole database, so it is computed only when someone reads `state_hash`
     # (GetStatus does; the metrics collector, which calls status() on every scrape, does not).
-    hash_source: Callable[[], str] = field(default=lambda: "", repr=False, compare=False)
+    hash_source: Callable[[], tuple[int, str]] = field(default=lambda: (0, ""), repr=False, compare=False)
 
     @property
     def state_hash(self) -> str:
+        return self.hash_source()[1]
+
+    @property
+    def hashed_state(self) -> tuple[int, str]:
+        """(applied index, state hash) read together, for reports that must pair them (GetStatus)."""
         return self.hash_source()

@@ -190,6 +190,10 @@ class StateMachine:
     def state_hash(self) -> str:
         return self._reader.state_hash()
 
+    def hashed_state(self) -> tuple[int, str]:
+        """(applied_index, state_hash) read together: the hash belongs to exactly that index."""
+        return self._reader.hashed_state()
+
     # --- snapshot / restore ------------------------------------------------------------------------------
 
     def snapshot(self, path: str) -> SnapshotInfo:

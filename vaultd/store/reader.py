@@ -152,17 +152,22 @@ class Reader:
             return index, term
 
     def state_hash(self) -> str:
-        """sha256 over every replicated table in primary-key order (one read transaction). Node-local data
-        (access stats, connections, WAL layout) is not in this database, so equal logs give equal hashes."""
+        return self.hashed_state()[1]
+
+    def hashed_state(self) -> tuple[int, str]:
+        """(applied_index, sha256 over every replicated table in primary-key order), from one read transaction
+        so the hash belongs to exactly that index. Node-local data (access stats, connections, WAL layout) is
+        not in this database, so equal logs give equal hashes."""
         digest = hashlib.sha256()
         with self._txn() as conn:
+            index, _, _ = read_applied(conn)
             for table, order in _HASHED_TABLES:
                 _feed(digest, table)
                 for row in conn.execute(f"SELECT * FROM {table} ORDER BY {order}"):
                     digest.update(b"R")
                     for value in row:
                         _feed(digest, value)
-        return digest.hexdigest()
+        return index, digest.hexdigest()
 
     # --- export -------------------------------------------------------------------------------------------
 
