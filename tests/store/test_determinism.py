@@ -58,7 +58,7 @@ def test_hash_covers_applied_index_values_and_settings(drive: Driver) -> None:
     assert len({h1, h2, h3, drive.machine.state_hash()}) == 4
 
 
-def test_hashed_state_pairs_the_hash_with_its_index_while_apply_continues(drive: Driver) -> None:
+def test_hashed_state_pairs_the_hash_with_its_index(drive: Driver) -> None:
     """GetStatus reports both: read from one transaction, a hash always belongs to the index beside it."""
     seen: dict[int, str] = {}
     for i in range(20):
