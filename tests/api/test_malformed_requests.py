@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 
+import apsw
 import grpc
 import pytest
 from prometheus_client import REGISTRY
@@ -70,3 +71,18 @@ def test_an_import_shorter_than_its_announced_size_is_refused(single_node) -> No
             f.seek(len(b"skipped;"))  # from the current position on
             assert client.import_vault("short", f, format="dotenv").imported == 2
         assert client.get_vault("short").key_count == 4
+
+
+def test_a_write_without_request_id_gets_a_server_generated_one(single_node) -> None:
+    """Raw gRPC callers may omit request_id; the server still records the write under an id of its own, so a
+    re-delivered log entry is answered with the recorded result (never ALREADY_APPLIED for an applied write)."""
+    addr, node = single_node
+    with grpc.insecure_channel(addr) as channel:
+        stub = vault_pb2_grpc.VaultServiceStub(channel)
+        response = stub.Put(vault_pb2.PutRequest(vault="raw", key="k", value=b"v"), timeout=10)
+    db = apsw.Connection(node.machine.path, flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = list(db.execute("SELECT request_id FROM requests WHERE log_index = ?", (response.revision,)))
+    finally:
+        db.close()
+    assert len(rows) == 1 and rows[0][0].startswith("srv-")

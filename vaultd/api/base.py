@@ -9,6 +9,7 @@ keeps serving.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -57,8 +58,14 @@ class ServicerBase:
         self.cfg = cfg
 
     def submit(self, context: grpc.ServicerContext, request_id: str, command: Command) -> Any:
-        """Propose one command and return its value; a rejected command raises its StoreError."""
-        results = self.node.submit([Envelope(request_id, command)], timeout=timeout_of(context))
+        """Propose one command and return its value; a rejected command raises its StoreError.
+
+        A request without a client request id gets one here: the store then answers a re-delivered log entry
+        (replay after a snapshot install) with the recorded result instead of ALREADY_APPLIED. Only the client's
+        own id makes its retries exactly-once.
+        """
+        envelope = Envelope(request_id or f"srv-{uuid.uuid4().hex}", command)
+        results = self.node.submit([envelope], timeout=timeout_of(context))
         return results[0].unwrap()
 
     def reader(self, context: grpc.ServicerContext, consistency: int = vault_pb2.CONSISTENCY_UNSPECIFIED) -> Any:
