@@ -12,14 +12,16 @@ each time. Everything else surfaces at once as a typed `VaultError` subclass car
 (code, reason, metadata).
 
 Responses are the vaultd.v1 protobuf messages (Entry, Vault, ...); `message_to_dict` turns one into JSON-able
-data. Thread safety: one VaultClient may be shared by threads (grpc channels are thread-safe; the only
-mutable state is the preferred endpoint index, and a stale read of it only costs a failover).
+data. Thread safety: one VaultClient may be shared by threads (grpc channels are thread-safe; the channel
+cache is guarded by a lock so two threads never open two channels to one endpoint; the preferred endpoint
+index is read without one, and a stale read of it only costs a failover).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -264,6 +266,7 @@ class VaultClient:
             *channel_options,
         ]
         self._channels: dict[str, grpc.Channel] = {}
+        self._channels_lock = threading.Lock()
         self._preferred = 0
         self._closed = False
 
@@ -275,8 +278,9 @@ class VaultClient:
         self.close()
 
     def close(self) -> None:
-        self._closed = True
-        channels, self._channels = self._channels, {}
+        with self._channels_lock:
+            self._closed = True
+            channels, self._channels = self._channels, {}
         for channel in channels.values():
             channel.close()
 
@@ -285,12 +289,13 @@ class VaultClient:
         return self.endpoints[self._preferred % len(self.endpoints)]
 
     def _channel(self, endpoint: str) -> grpc.Channel:
-        if self._closed:
-            raise RuntimeError("VaultClient is closed")
-        channel = self._channels.get(endpoint)
-        if channel is None:
-            channel = self._channels[endpoint] = grpc.insecure_channel(endpoint, options=self._options)
-        return channel
+        with self._channels_lock:
+            if self._closed:
+                raise RuntimeError("VaultClient is closed")
+            channel = self._channels.get(endpoint)
+            if channel is None:
+                channel = self._channels[endpoint] = grpc.insecure_channel(endpoint, options=self._options)
+            return channel
 
     def _vault(self, endpoint: str) -> vault_pb2_grpc.VaultServiceStub:
         return vault_pb2_grpc.VaultServiceStub(self._channel(endpoint))
