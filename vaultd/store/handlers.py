@@ -15,8 +15,9 @@ import apsw
 
 from vaultd.store import commands as c
 from vaultd.store.errors import (InvalidArgument, TooManyVaults, ValueTooLarge, VaultExists, VaultFull,
-                                 VaultNotFound, VersionMismatch)
-from vaultd.store.queries import (MEMBER_COLUMNS, encode_tags, find_vault, member_from_row, read_limits)
+                                 VersionMismatch)
+from vaultd.store.queries import (MEMBER_COLUMNS, encode_tags, find_vault, member_from_row, read_limits,
+                                  require_vault)
 from vaultd.store.results import (CopyVaultResult, DeleteResult, DeleteVaultResult, ImportResult, ImportStaged,
                                   Limits, MemberRecord, PutResult, TxnOpResult, TxnResult, VaultInfo)
 from vaultd.store.validation import (MAX_DESCRIPTION_CHARS, MAX_OWNER_CHARS, validate_expected_version, validate_key,
@@ -45,13 +46,6 @@ class Ctx:
 def _one(ctx: Ctx, sql: str, args: tuple[Any, ...] = ()) -> Any:
     row = ctx.conn.execute(sql, args).fetchone()
     return None if row is None else row[0]
-
-
-def _require_vault(ctx: Ctx, name: str) -> VaultInfo:
-    info = find_vault(ctx.conn, name)
-    if info is None:
-        raise VaultNotFound(name)
-    return info
 
 
 def _check_vault_room(ctx: Ctx) -> None:
@@ -109,24 +103,24 @@ def create_vault(ctx: Ctx, cmd: c.CreateVault) -> VaultInfo:
     if find_vault(ctx.conn, name) is not None:
         raise VaultExists(name)
     _insert_vault(ctx, name, description, owner, tags)
-    return _require_vault(ctx, name)
+    return require_vault(ctx.conn, name)
 
 
 def update_vault(ctx: Ctx, cmd: c.UpdateVault) -> VaultInfo:
     name = validate_vault_name(cmd.name)
-    current = _require_vault(ctx, name)
+    current = require_vault(ctx.conn, name)
     description = current.description if cmd.description is None else validate_text(
         cmd.description, "description", MAX_DESCRIPTION_CHARS)
     owner = current.owner if cmd.owner is None else validate_text(cmd.owner, "owner", MAX_OWNER_CHARS)
     tags = current.tags if cmd.tags is None else validate_tags(cmd.tags)
     ctx.conn.execute("UPDATE vaults SET description = ?, owner = ?, tags = ?, updated_at = ? WHERE name = ?",
                      (description, owner, encode_tags(tags), ctx.ts, name))
-    return _require_vault(ctx, name)
+    return require_vault(ctx.conn, name)
 
 
 def delete_vault(ctx: Ctx, cmd: c.DeleteVault) -> DeleteVaultResult:
     name = validate_vault_name(cmd.name)
-    info = _require_vault(ctx, name)
+    info = require_vault(ctx.conn, name)
     ctx.conn.execute("DELETE FROM keys WHERE vault = ?", (name,))
     ctx.conn.execute("DELETE FROM vaults WHERE name = ?", (name,))
     return DeleteVaultResult(info.key_count)
@@ -135,7 +129,7 @@ def delete_vault(ctx: Ctx, cmd: c.DeleteVault) -> DeleteVaultResult:
 def copy_vault(ctx: Ctx, cmd: c.CopyVault) -> CopyVaultResult:
     source = validate_vault_name(cmd.source)
     destination = validate_vault_name(cmd.destination)
-    src = _require_vault(ctx, source)
+    src = require_vault(ctx.conn, source)
     if find_vault(ctx.conn, destination) is not None:
         raise VaultExists(destination)
     if src.key_count > ctx.limits.max_keys_per_vault:
@@ -164,7 +158,7 @@ def delete(ctx: Ctx, cmd: c.Delete) -> DeleteResult:
     vault = validate_vault_name(cmd.vault)
     key = validate_key(cmd.key)
     expected = validate_expected_version(cmd.expected_version)
-    _require_vault(ctx, vault)
+    require_vault(ctx.conn, vault)
     return DeleteResult(_delete_key(ctx, vault, key, expected), ctx.index)
 
 
@@ -186,7 +180,7 @@ def txn(ctx: Ctx, cmd: c.Txn) -> TxnResult:
         if isinstance(op, c.TxnPut):
             out.append(TxnOpResult(op.key, _put_key(ctx, vault, op.key, bytes(op.value), op.expected_version), False))
         else:
-            _require_vault(ctx, vault)
+            require_vault(ctx.conn, vault)
             out.append(TxnOpResult(op.key, 0, _delete_key(ctx, vault, op.key, op.expected_version)))
     return TxnResult(tuple(out), ctx.index)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import apsw
 
+from vaultd.store.errors import VaultNotFound
 from vaultd.store.results import Entry, Limits, MemberRecord, VaultInfo
 
 VAULT_COLUMNS = "name, description, owner, tags, created_at, updated_at, key_count, total_bytes, total_key_bytes"
@@ -38,6 +39,13 @@ def encode_tags(tags: tuple[str, ...]) -> str:
 def find_vault(conn: apsw.Connection, name: str) -> VaultInfo | None:
     row = conn.execute(f"SELECT {VAULT_COLUMNS} FROM vaults WHERE name = ?", (name,)).fetchone()
     return vault_from_row(row) if row else None
+
+
+def require_vault(conn: apsw.Connection, name: str) -> VaultInfo:
+    info = find_vault(conn, name)
+    if info is None:
+        raise VaultNotFound(name)
+    return info
 
 
 def read_limits(conn: apsw.Connection) -> Limits:

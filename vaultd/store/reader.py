@@ -19,9 +19,9 @@ from typing import Any
 import apsw
 
 from vaultd.store import exchange
-from vaultd.store.errors import InvalidArgument, KeyNotFound, VaultNotFound
+from vaultd.store.errors import InvalidArgument, KeyNotFound
 from vaultd.store.queries import (ENTRY_COLUMNS, KEYS_ONLY_COLUMNS, MEMBER_COLUMNS, VAULT_COLUMNS, entry_from_row,
-                                  find_vault, member_from_row, read_applied, read_limits, vault_from_row)
+                                  member_from_row, read_applied, read_limits, require_vault, vault_from_row)
 from vaultd.store.results import Entry, Limits, MemberRecord, VaultInfo
 from vaultd.store.schema import open_reader
 from vaultd.store.validation import prefix_successor, validate_key, validate_prefix, validate_vault_name
@@ -80,7 +80,7 @@ class Reader:
             row = conn.execute(f"SELECT {ENTRY_COLUMNS} FROM keys WHERE vault = ? AND key = ?",
                                (vault, key)).fetchone()
             if row is None:
-                _require_vault(conn, vault)
+                require_vault(conn, vault)
                 raise KeyNotFound(vault, key)
         return entry_from_row(row)
 
@@ -96,7 +96,7 @@ class Reader:
         columns = KEYS_ONLY_COLUMNS if keys_only else ENTRY_COLUMNS
         with self._txn() as conn:
             size = _page_size(page_size, read_limits(conn))
-            _require_vault(conn, vault)
+            require_vault(conn, vault)
             rows = conn.execute(f"SELECT {columns} FROM keys WHERE {where} ORDER BY key LIMIT ?",
                                 (*args, size + 1)).fetchall()
         entries = [entry_from_row(r) for r in rows[:size]]
@@ -106,7 +106,7 @@ class Reader:
         validate_vault_name(vault)
         validate_prefix(prefix)
         with self._txn() as conn:
-            info = _require_vault(conn, vault)
+            info = require_vault(conn, vault)
             if not prefix:
                 return info.key_count
             where, args = _key_range(vault, prefix, None)
@@ -117,7 +117,7 @@ class Reader:
     def get_vault(self, name: str) -> VaultInfo:
         validate_vault_name(name)
         with self._txn() as conn:
-            return _require_vault(conn, name)
+            return require_vault(conn, name)
 
     def list_vaults(self, page_size: int = 0, page_token: str = "") -> tuple[list[VaultInfo], str]:
         after = _decode_token(page_token)
@@ -178,7 +178,7 @@ class Reader:
         conn = open_reader(self._path)
         try:
             conn.execute("BEGIN")
-            info = _require_vault(conn, vault)
+            info = require_vault(conn, vault)
         except BaseException:
             conn.close()
             raise
@@ -191,13 +191,6 @@ def _closing_stream(conn: apsw.Connection, chunks: Iterator[bytes]) -> Iterator[
         yield from chunks
     finally:
         conn.close()
-
-
-def _require_vault(conn: apsw.Connection, name: str) -> VaultInfo:
-    info = find_vault(conn, name)
-    if info is None:
-        raise VaultNotFound(name)
-    return info
 
 
 def _key_range(vault: str, prefix: str, after: str | None) -> tuple[str, tuple[Any, ...]]:
