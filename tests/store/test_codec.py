@@ -91,3 +91,14 @@ def test_regenerating_log_pb2_gives_identical_files(tmp_path: Path) -> None:
     for generated in logproto.generate(tmp_path):
         committed = logproto.ROOT / generated.relative_to(tmp_path)
         assert generated.read_bytes() == committed.read_bytes(), f"{committed} is stale: python -m vaultd.store.logproto"
+
+
+def test_values_never_appear_in_reprs() -> None:
+    """A command or entry that reaches a log line or an exception message must not carry the secret."""
+    from vaultd.store.results import Entry
+
+    secret = b"sk_live_repr_secret"
+    things = [c.Put("app", "k", secret), c.TxnPut("k", secret), c.ImportEntry("k", secret),
+              Entry("k", secret, 1, 0, 0, 1)]
+    for thing in things:
+        assert "sk_live_repr_secret" not in repr(thing) and "sk_live_repr_secret" not in str(thing)

@@ -12,7 +12,7 @@ an envelope whose command kind this version does not know decodes to `Unknown` (
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 from google.protobuf.message import DecodeError
@@ -62,7 +62,7 @@ class Put:
 
     vault: str
     key: str
-    value: bytes
+    value: bytes = field(repr=False)    # a secret: never in a repr, log line or error message
     expected_version: int | None = None
 
 
@@ -76,7 +76,7 @@ class Delete:
 @dataclass(frozen=True)
 class TxnPut:
     key: str
-    value: bytes
+    value: bytes = field(repr=False)    # a secret: never in a repr, log line or error message
     expected_version: int | None = None
 
 
@@ -129,7 +129,7 @@ class Noop:
 @dataclass(frozen=True)
 class ImportEntry:
     key: str
-    value: bytes
+    value: bytes = field(repr=False)    # a secret: never in a repr, log line or error message
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ epoch, taken from the proposing node's batch timestamp, never from the applying 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar, Union
 
 from vaultd.store.errors import StoreError
@@ -44,7 +44,7 @@ class VaultInfo:
 @dataclass(frozen=True)
 class Entry:
     key: str
-    value: bytes              # b"" when a scan asked for keys_only
+    value: bytes = field(repr=False)  # a secret (never in a repr); b"" when a scan asked for keys_only
     version: int
     created_at: int
     updated_at: int
