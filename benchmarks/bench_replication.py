@@ -72,12 +72,16 @@ def _worker(endpoints: list[str], threads: int, start_at: float, seconds: float,
     result_queue.put((latencies, errors))
 
 
-def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency: str = "") -> dict[str, Any]:
+def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency: str = "",
+            start_at: float | None = None) -> dict[str, Any]:
+    """Closed-loop load from `clients` threads in client processes during [start_at, start_at + seconds]
+    (wall clock; default 2 s from now, as spawned interpreters need a moment to import grpc)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = min(MAX_PROCS, clients)
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    start_at = time.time() + 2.0          # spawned interpreters need a moment to import grpc
+    if start_at is None:
+        start_at = time.time() + 2.0
     tag = f"{op}{clients}{time.time_ns()}"
     workers = [ctx.Process(target=_worker, args=(cluster.endpoints(), n, start_at, seconds, op, f"{tag}{i}",
                                                  consistency, queue)) for i, n in enumerate(per)]

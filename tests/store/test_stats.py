@@ -78,6 +78,34 @@ def test_close_flushes_and_reopen_keeps_figures(tmp_path: Path) -> None:
         again.close()
 
 
+def test_flush_keeps_any_key_text_and_exact_figures(tmp_path: Path) -> None:
+    """Key text of any kind and 64-bit figures come out of a flush unchanged; a later flush merges."""
+    clock = Clock()
+    clock.now = 2**62 + 12_345                     # ns timestamps near the top of SQLite's integer range
+    stats = AccessStats(str(tmp_path / "stats.db"), flush_interval=3600, clock=clock)
+    keys = ['quote"and\\back', "ünïcødé/🔑", "tab\tnew\nline", "x" * 1024, "[1, 2]"]
+    try:
+        for n, key in enumerate(keys, start=1):
+            for _ in range(n):
+                stats.record("app", key, "get", 0.25)
+        stats.flush()
+        stats.record("app", keys[0], "put", 0.25)   # a second flush merges into the rows on disk
+        stats.flush()
+        conn = apsw.Connection(str(tmp_path / "stats.db"))
+        try:
+            rows = conn.execute("SELECT key, op, bucket, count, duration_ns, last_ns FROM access "
+                                "WHERE vault = 'app' ORDER BY key, op").fetchall()
+        finally:
+            conn.close()
+        bucket = clock.now // BUCKET_NS
+        expected = sorted([(key, "get", bucket, n, n * 250_000_000, clock.now) for n, key in enumerate(keys, 1)]
+                          + [(keys[0], "put", bucket, 1, 250_000_000, clock.now)])
+        assert rows == expected
+        assert stats.local_stats("app").access_count_24h == sum(range(1, len(keys) + 1)) + 1
+    finally:
+        stats.close()
+
+
 def test_retention_drops_old_buckets(tmp_path: Path) -> None:
     clock = Clock()
     stats = AccessStats(str(tmp_path / "stats.db"), flush_interval=3600, clock=clock)
