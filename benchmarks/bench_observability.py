@@ -272,8 +272,8 @@ def micro(node: Any, machine: Any, cfg: NodeConfig, rounds: int) -> dict[str, fl
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| workload | clients | rounds | ops/s off / on | throughput cost (95% CI) "
-             "| server CPU us/op off / on | CPU cost (95% CI) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| workload | clients | rounds | ops/s off / on (medians) | throughput cost (95% CI) "
+             "| server CPU us/op off / on (medians) | CPU cost (95% CI) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['bench']} | {r['clients']} | {r['rounds']} | {r['throughput_off']:.0f} / "
                      f"{r['throughput_on']:.0f} | {r['throughput_cost_percent']}% {r['throughput_cost_ci95']} | "
