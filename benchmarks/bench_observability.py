@@ -1,16 +1,16 @@
 """Throughput cost of metrics and access statistics: the same node served with observability on and off.
 
     python -m benchmarks.bench_observability [--seconds 3] [--rounds 8] [--clients 16] [--quick]
-        [--workload put|get-local|get-linearizable ...] [--on interceptor|stats|scrape ...] [--json out.json]
+        [--workload put|get-local|get-linearizable ...] [--on rpc-metrics|stats|scrape ...] [--json out.json]
 
 One process runs a real single-node vaultd (StateMachine on SQLite, ReplicatedNode with pysyncobj, the gRPC
 server from vaultd.api.build_server); clients run in separate processes (benchmarks.bench_replication's
 load generator) so their GIL is not the one measured. The two arms differ in exactly what an operator could
 switch off:
 
-- on:  MetricsInterceptor on every RPC, AccessStats recording every key access (flushed to its own SQLite
+- on:  RpcMetrics wrapping every RPC, AccessStats recording every key access (flushed to its own SQLite
        file each second), NodeCollector registered, and /metrics scraped every second (15x the usual rate);
-- off: no interceptor, access statistics disabled (stats=None), nothing scraped.
+- off: no RpcMetrics, access statistics disabled (stats=None), nothing scraped.
 
 The counters the replication layer increments per batch are in both arms (they are not switchable and cost
 a few hundred nanoseconds per log entry). fsync is off so that the request path, not the disk, is the
@@ -25,7 +25,7 @@ idle seconds excluded). Under this load the server is GIL-bound (about one core 
 request mostly mirrors throughput; it differs where the server has idle time (linearizable reads wait on
 the Raft round trip).
 
-Finally each part of the "on" arm is timed in isolation (interceptor per RPC, AccessStats.record(), a flush,
+Finally each part of the "on" arm is timed in isolation (RpcMetrics per RPC, AccessStats.record(), a flush,
 a scrape). These are lower bounds that attribute the cost, not predictions: inside a busy server the same
 code runs slower than in a hot loop.
 """
@@ -42,7 +42,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -53,7 +52,7 @@ from tests.cluster import free_port
 from vaultd.api.server import build_server
 from vaultd.client import VaultClient
 from vaultd.config import NodeConfig
-from vaultd.observability import MetricsInterceptor, NodeCollector, start_http_server
+from vaultd.observability import NodeCollector, RpcMetrics, start_http_server
 from vaultd.replication import ReplicatedNode
 from vaultd.store.machine import StateMachine
 from vaultd.store.results import Limits
@@ -61,7 +60,7 @@ from vaultd.store.stats import AccessStats
 from vaultd.v1 import vault_pb2
 
 WORKLOADS = (("put", ""), ("get", "local"), ("get", "linearizable"))
-PARTS = frozenset({"interceptor", "stats", "scrape"})
+PARTS = frozenset({"rpc-metrics", "stats", "scrape"})
 
 
 class _InProcessTarget:
@@ -88,10 +87,10 @@ def _scrape_every_second(port: int, stop: threading.Event) -> None:
 
 @contextlib.contextmanager
 def serving(cfg: NodeConfig, node: Any, machine: Any, parts: frozenset[str]) -> Iterator[None]:
-    """The gRPC server with the given observability parts ("interceptor", "stats", "scrape") for one run."""
+    """The gRPC server with the given observability parts ("rpc-metrics", "stats", "scrape") for one run."""
     stats = AccessStats(cfg.stats_path) if "stats" in parts else None
-    interceptors = [MetricsInterceptor()] if "interceptor" in parts else []
-    server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, interceptors=interceptors)
+    wrappers = [RpcMetrics()] if "rpc-metrics" in parts else []
+    server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, wrappers=wrappers)
     server.start()
     collector = http = scraper = None
     stop = threading.Event()
@@ -206,7 +205,7 @@ def _compare(bench: str, clients: int, runs: dict[str, list[dict[str, Any]]]) ->
 
 
 class _LiveCallContext:
-    """Answers the ServicerContext calls the interceptor makes the way a live, successful RPC does."""
+    """Answers the ServicerContext calls RpcMetrics makes the way a live, successful RPC does."""
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return ()
@@ -221,30 +220,24 @@ class _LiveCallContext:
         return 10.0
 
 
-def _interceptor_seconds(calls: int) -> float:
-    """Seconds per RPC that MetricsInterceptor adds: intercept_service (as grpcio calls it per RPC) plus the
-    wrapped behaviour around a do-nothing handler, minus calling that handler directly."""
+def _rpc_metrics_seconds(calls: int) -> float:
+    """Seconds per RPC that RpcMetrics adds around a do-nothing handler, minus calling that handler directly."""
     handler = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
-    details = SimpleNamespace(method="/vaultd.v1.VaultService/Get", invocation_metadata=())
-    interceptor = MetricsInterceptor()
+    wrapped = RpcMetrics()("/vaultd.v1.VaultService/Get", handler).unary_unary
     request, context = vault_pb2.GetRequest(vault="v", key="k"), _LiveCallContext()
-
-    def continuation(_details: Any) -> grpc.RpcMethodHandler:
-        return handler
-
     start = time.perf_counter()
     for _ in range(calls):
         handler.unary_unary(request, context)
     bare = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(calls):
-        interceptor.intercept_service(continuation, details).unary_unary(request, context)
+        wrapped(request, context)
     return (time.perf_counter() - start - bare) / calls
 
 
 def micro(node: Any, machine: Any, cfg: NodeConfig, rounds: int) -> dict[str, float]:
     """Per-operation costs that add up to the "on" arm, measured in isolation (less noisy than throughput)."""
-    interceptor_s = statistics.median(_interceptor_seconds(50_000) for _ in range(rounds))
+    rpc_metrics_s = statistics.median(_rpc_metrics_seconds(50_000) for _ in range(rounds))
     stats = AccessStats(cfg.stats_path + ".micro", flush_interval=3600)  # flushed by hand below
     try:
         n = 200_000
@@ -266,7 +259,7 @@ def micro(node: Any, machine: Any, cfg: NodeConfig, rounds: int) -> dict[str, fl
             scrapes.append(time.perf_counter() - start)
     finally:
         collector.unregister()
-    return {"interceptor_us_per_rpc": round(interceptor_s * 1e6, 2),
+    return {"rpc_metrics_us_per_rpc": round(rpc_metrics_s * 1e6, 2),
             "access_stats_us_per_record": round(record_s * 1e6, 2),
             "stats_flush_ms": round(flush_s * 1e3, 2), "scrape_ms": round(statistics.median(scrapes) * 1e3, 2)}
 
@@ -297,7 +290,7 @@ def main() -> None:
     chosen = tuple(w for w in WORKLOADS if not args.workload or "-".join(filter(None, w)) in args.workload)
     rows, costs = run(seconds, rounds, args.clients, chosen, frozenset(args.on or PARTS))
     print(table(rows))
-    print(f"in isolation (lower bounds): per RPC: interceptor {costs['interceptor_us_per_rpc']} us, access stats record "
+    print(f"in isolation (lower bounds): per RPC: RpcMetrics {costs['rpc_metrics_us_per_rpc']} us, access stats record "
           f"{costs['access_stats_us_per_record']} us; per second: statistics flush {costs['stats_flush_ms']} ms, "
           f"/metrics scrape {costs['scrape_ms']} ms")
     if args.json:

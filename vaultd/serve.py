@@ -56,7 +56,7 @@ def run(cfg: NodeConfig) -> int:
         print(NO_SECRET_MESSAGE, file=sys.stderr)
         return EXIT_CONFIG
 
-    from vaultd.observability import MetricsInterceptor, NodeCollector, setup_logging, start_http_server
+    from vaultd.observability import NodeCollector, RpcMetrics, setup_logging, start_http_server
 
     setup_logging(cfg.node_id, cfg.log_format, cfg.log_level)
     # Databases, journal and snapshots hold every secret: whatever this process creates is owner-only.
@@ -80,7 +80,7 @@ def run(cfg: NodeConfig) -> int:
     http = None
     try:
         server = build_server(node=node, machine=machine, stats=stats, cfg=cfg,
-                              interceptors=[MetricsInterceptor(slow_request_seconds=cfg.slow_request_seconds)])
+                              wrappers=[RpcMetrics(slow_request_seconds=cfg.slow_request_seconds)])
         server.start()
         http = start_http_server(cfg.metrics_addr, node) if cfg.metrics_addr else None
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""`single_node`: an in-process vaultd API server (build_server, with the metrics interceptor) over a real
+"""`single_node`: an in-process vaultd API server (build_server, with RpcMetrics) over a real
 single-node cluster (real StateMachine, real ReplicatedNode, real gRPC on loopback), ready, for one test.
 It allows 2 concurrent RPCs, so tests can reach the concurrency bound cheaply."""
 
@@ -13,7 +13,7 @@ import pytest
 from tests.cluster import free_port
 from vaultd.api.server import build_server
 from vaultd.config import NodeConfig
-from vaultd.observability.interceptor import MetricsInterceptor
+from vaultd.observability.rpc_metrics import RpcMetrics
 from vaultd.replication import ReplicatedNode
 from vaultd.store.machine import StateMachine
 
@@ -26,7 +26,7 @@ def single_node(tmp_path: Path) -> Iterator[tuple[str, object]]:
     machine = StateMachine(cfg.db_path)
     node = ReplicatedNode(cfg, machine)
     node.start()
-    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, interceptors=[MetricsInterceptor()])
+    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, wrappers=[RpcMetrics()])
     server.start()
     try:
         deadline = time.monotonic() + 20

@@ -7,11 +7,12 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
 from vaultd.observability import logs
-from vaultd.observability.context import bind
+from vaultd.observability.context import current_request
 from vaultd.v1 import vault_pb2
 
 SECRET = "sk_live_DO_NOT_LOG_7f3a9c"
@@ -65,8 +66,8 @@ def test_text_and_json_lines_carry_node_request_and_method() -> None:
     for fmt in ("text", "json"):
         out = io.StringIO()
         handler = logs.setup_logging("n2", fmt, "INFO", stream=out)
+        token = current_request.set(SimpleNamespace(method="/vaultd.v1.VaultService/Put", request_id="req-123"))
         try:
-            bind("/vaultd.v1.VaultService/Put", "req-123")
             logs.log_leader_change("n1", "n3", 7)
             logs.log_membership_change("add", "n4", "127.0.0.1:7004")
             logs.log_snapshot(index=42, size_bytes=4096, seconds=0.05)
@@ -74,7 +75,7 @@ def test_text_and_json_lines_carry_node_request_and_method() -> None:
             logging.getLogger("vaultd.debug").debug("hidden below INFO")
         finally:
             logging.getLogger().removeHandler(handler)
-            bind("", "")
+            current_request.reset(token)
         lines = out.getvalue().splitlines()
         assert len(lines) == 4, lines
         if fmt == "json":
@@ -108,12 +109,13 @@ def test_a_request_id_cannot_break_a_text_line() -> None:
     in text format it is quoted like every other field, so one event stays one line."""
     out = io.StringIO()
     handler = logs.setup_logging("n1", "text", "INFO", stream=out)
+    token = current_request.set(SimpleNamespace(
+        method="/vaultd.v1.VaultService/Put", request_id="rid\n2026-01-01T00:00:00.000Z ERROR node=n9 forged: line"))
     try:
-        bind("/vaultd.v1.VaultService/Put", "rid\n2026-01-01T00:00:00.000Z ERROR node=n9 forged: line")
         logging.getLogger("vaultd.test").info("handled")
     finally:
         logging.getLogger().removeHandler(handler)
-        bind("", "")
+        current_request.reset(token)
     lines = out.getvalue().splitlines()
     assert len(lines) == 1, lines
     assert 'request_id="rid\\n2026-01-01T00:00:00.000Z ERROR node=n9 forged: line"' in lines[0]

@@ -3,11 +3,11 @@
 grpcio decodes each request before any handler runs. When the bytes are not a valid message (truncated, or
 a string field holding invalid UTF-8, which some clients' libraries do send) it answers INTERNAL "Exception
 deserializing request!" without an ErrorInfo and logs a traceback, as if the server were broken. This
-interceptor gives each vaultd method a decoder that turns a failure into a marker, and answers the marker
+wrapper gives each vaultd method a decoder that turns a failure into a marker, and answers the marker
 with INVALID_ARGUMENT (reason INVALID_ARGUMENT, field "request") through the one error table. Other
 services (health, reflection) keep grpcio's behaviour.
 
-build_server installs it innermost, so the metrics interceptor records the final status.
+build_server applies it innermost, so the metrics wrapper records the final status.
 """
 
 from __future__ import annotations
@@ -74,22 +74,8 @@ def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return make(from_message, parse, serialize)
 
 
-class DecodeGuard(grpc.ServerInterceptor):
-    """Wraps each vaultd method's handler once (grpcio calls intercept_service for every RPC)."""
-
-    def __init__(self) -> None:
-        # method -> (the servicer's handler, our wrapper); a dict swap is atomic, races only rebuild
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-                          handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or handler.request_deserializer is None or not method.startswith(_PREFIX):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = _guard(handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+def guard_decoding(full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The handler wrapper (vaultd.api.wrapping) for vaultd's own methods; others are returned unchanged."""
+    if handler.request_deserializer is None or not full_method.startswith(_PREFIX):
+        return handler
+    return _guard(handler)

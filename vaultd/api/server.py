@@ -24,9 +24,10 @@ from grpc_reflection.v1alpha import reflection
 
 from vaultd.api.base import MAX_SEND_BYTES
 from vaultd.api.cluster_service import ClusterServicer
-from vaultd.api.decoding import DecodeGuard
+from vaultd.api.decoding import guard_decoding
 from vaultd.api.stats import StatsFanout
 from vaultd.api.vault_service import VaultServicer
+from vaultd.api.wrapping import HandlerWrapper, Registrar
 from vaultd.config import NodeConfig
 from vaultd.observability.health import readiness
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
@@ -96,29 +97,33 @@ class VaultdServer:
 
 
 def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
-                 interceptors: Sequence[grpc.ServerInterceptor] = ()) -> VaultdServer:
+                 wrappers: Sequence[HandlerWrapper] = ()) -> VaultdServer:
     """A server bound to cfg.grpc_addr, not yet started. `stats` may be None (access statistics off).
 
     cfg.grpc_workers threads serve at most cfg.grpc_max_concurrent_rpcs RPCs; beyond that gRPC refuses new
     ones with RESOURCE_EXHAUSTED at once, so memory stays bounded. The result behaves as a grpc.Server
     (start, stop, wait_for_termination, add_insecure_port) and also owns the health loop and the stats fan-out.
+    `wrappers` (outermost first; e.g. vaultd.observability.RpcMetrics) wrap every method of every service once,
+    at registration (vaultd.api.wrapping says why not interceptors); the decoding guard is always innermost,
+    so the others see the status it answers.
     """
     max_value = machine.reader().limits().max_value_size
     receive = max(MAX_RECEIVE_BYTES, max_value + 64 * 1024)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=cfg.grpc_workers, thread_name_prefix="vaultd-grpc"),
-        interceptors=[*interceptors, DecodeGuard()],  # innermost: the others see the status it answers
         options=[("grpc.max_receive_message_length", receive), ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=cfg.grpc_max_concurrent_rpcs)
     fanout = StatsFanout(machine, stats, cfg.node_id)
-    vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), server)
-    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout), server)
+    registrar = Registrar(server, [*wrappers, guard_decoding])
+    vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), registrar)
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout),
+                                                          registrar)
     health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server)
+        registrar)
     if server.add_insecure_port(cfg.grpc_addr) == 0:
         raise OSError(f"cannot bind gRPC address {cfg.grpc_addr}")
     return VaultdServer(server, HealthUpdater(node, health_servicer), fanout)

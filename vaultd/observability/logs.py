@@ -19,7 +19,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from vaultd.observability.context import method_var, request_id_var
+from vaultd.observability.context import current_ids
 
 # Extra-field names that may only ever hold a value; they are always redacted, whatever their type.
 SENSITIVE_FIELDS = frozenset({
@@ -74,8 +74,7 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.node_id = self.node_id
-        record.request_id = request_id_var.get()
-        record.method = method_var.get()
+        record.method, record.request_id = current_ids()
         return True
 
 

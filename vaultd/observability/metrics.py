@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from vaultd import __version__
+from vaultd.observability.rpc_counters import RpcCounters
 
 # In the 0.0.4 text format every counter and histogram would also export a `<name>_created` gauge series:
 # twice the series for no operational value. Process-wide, so it is set before any metric is created.
@@ -21,14 +22,10 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 registry: CollectorRegistry = REGISTRY
 
 # --- gRPC (names of the common go-grpc-prometheus / py-grpc-prometheus interceptors) ---
-grpc_server_started_total = Counter(
-    "grpc_server_started_total", "RPCs started on the server.", ["grpc_type", "grpc_service", "grpc_method"])
-grpc_server_handled_total = Counter(
-    "grpc_server_handled_total", "RPCs completed on the server, regardless of success or failure.",
-    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"])
-grpc_server_handling_seconds = Histogram(
-    "grpc_server_handling_seconds", "Response latency of RPCs handled by the server.",
-    ["grpc_type", "grpc_service", "grpc_method"], buckets=_LATENCY_BUCKETS)
+# grpc_server_started_total, grpc_server_handled_total{grpc_code}, grpc_server_handling_seconds, each with
+# grpc_type, grpc_service, grpc_method: updated on every RPC, so kept as plain counters (rpc_counters.py).
+grpc_server = RpcCounters(buckets=_LATENCY_BUCKETS)
+registry.register(grpc_server)
 
 # --- store ---
 store_apply_seconds = Histogram(

@@ -90,16 +90,18 @@ class AccessStats:
         """Cheap and thread-safe: one dict update under a lock. key "" for vault-level operations."""
         now = self._clock()
         slot = (vault, key, op, now // BUCKET_NS)
+        duration_ns = int(duration_s * 1e9)
         with self._buffer_lock:
             agg = self._buffer.get(slot)
             if agg is None:
-                self._buffer[slot] = [1, int(duration_s * 1e9), now]
+                self._buffer[slot] = [1, duration_ns, now]
                 if len(self._buffer) >= _MAX_BUFFERED:
                     self._wake.set()
             else:
                 agg[0] += 1
-                agg[1] += int(duration_s * 1e9)
-                agg[2] = max(agg[2], now)
+                agg[1] += duration_ns
+                if now > agg[2]:  # the clock may step back
+                    agg[2] = now
 
     def flush(self) -> None:
         """Write the buffered aggregate (and prune expired buckets about once a minute)."""

@@ -1,4 +1,5 @@
-"""MetricsInterceptor on a real gRPC server over loopback (a small servicer of the real vaultd.v1 service)."""
+"""RpcMetrics on a real gRPC server over loopback (a small servicer of the real vaultd.v1 service), wrapped at
+registration by vaultd.api.wrapping.Registrar as build_server does."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from vaultd.observability.context import method_var, request_id_var
-from vaultd.observability.interceptor import MetricsInterceptor
+from vaultd.api.wrapping import Registrar
+from vaultd.observability.context import current_ids
 from vaultd.observability.logs import setup_logging
+from vaultd.observability.rpc_metrics import RpcMetrics
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,7 +30,7 @@ class Servicer(vault_pb2_grpc.VaultServiceServicer):
         self.seen: dict[str, tuple[str, str]] = {}
 
     def Put(self, request: vault_pb2.PutRequest, context: grpc.ServicerContext) -> vault_pb2.PutResponse:
-        self.seen[request.key] = (method_var.get(), request_id_var.get())
+        self.seen[request.key] = current_ids()
         if request.key == "abort":
             context.abort(grpc.StatusCode.NOT_FOUND, "vault not found")
         if request.key == "set_code":
@@ -67,11 +69,12 @@ def _bidi_echo(request_iterator: Iterator[bytes], context: grpc.ServicerContext)
 
 @pytest.fixture
 def server() -> Iterator[tuple[vault_pb2_grpc.VaultServiceStub, grpc.Channel, Servicer]]:
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                      interceptors=[MetricsInterceptor(slow_request_seconds=0.2)])
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    registrar = Registrar(srv, [RpcMetrics(slow_request_seconds=0.2)])
     servicer = Servicer()
-    vault_pb2_grpc.add_VaultServiceServicer_to_server(servicer, srv)
-    srv.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+    vault_pb2_grpc.add_VaultServiceServicer_to_server(servicer, registrar)
+    # Only a generic handler (no registered methods): the fallback path grpcio asks on every call.
+    registrar.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
         "test.Echo", {"Chat": grpc.stream_stream_rpc_method_handler(_bidi_echo)})])
     port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()
@@ -206,3 +209,18 @@ def test_request_id_from_the_request_is_bounded_like_the_metadata_one(server) ->
     assert servicer.seen["ok"][1] == "r" * 64
     stub.Put(vault_pb2.PutRequest(vault="v", key="ok", value=b"x"), metadata=[("x-request-id", "m" * 5000)])
     assert servicer.seen["ok"][1] == "m" * 64
+
+
+def test_a_generated_request_id_is_the_same_in_every_line_of_the_rpc(server) -> None:
+    """The id is found lazily, at the first log line; the handler's line and the slow-request line that the
+    wrapper writes after it must still agree."""
+    stub, _, servicer = server
+    out = io.StringIO()
+    handler = setup_logging("n7", "json", "INFO", stream=out)
+    try:
+        stub.Put(vault_pb2.PutRequest(vault="v", key="slow", value=b"x"))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    _, rid = servicer.seen["slow"]
+    slow = [ln for ln in out.getvalue().splitlines() if '"msg":"slow_request"' in ln]
+    assert len(rid) == 16 and len(slow) == 1 and f'"request_id":"{rid}"' in slow[0]
