@@ -1,20 +1,24 @@
 """Throughput cost of metrics and access statistics: the same node served with observability on and off.
 
     python -m benchmarks.bench_observability [--seconds 3] [--rounds 8] [--clients 16] [--quick]
-        [--workload put|get-local|get-linearizable ...] [--on rpc-metrics|stats|scrape ...] [--json out.json]
+        [--workload put|get-local|get-linearizable ...] [--on rpc-metrics|core-metrics|stats|scrape ...]
+        [--json out.json]
 
 One process runs a real single-node vaultd (StateMachine on SQLite, ReplicatedNode with pysyncobj, the gRPC
 server from vaultd.api.build_server); clients run in separate processes (benchmarks.bench_replication's
-load generator) so their GIL is not the one measured. The two arms differ in exactly what an operator could
-switch off:
+load generator) so their GIL is not the one measured. The "off" arm has no metrics and no statistics:
 
-- on:  RpcMetrics wrapping every RPC, AccessStats recording every key access (flushed to its own SQLite
-       file each second), NodeCollector registered, and /metrics scraped every second (15x the usual rate);
-- off: no RpcMetrics, access statistics disabled (stats=None), nothing scraped.
+- rpc-metrics: RpcMetrics wrapping every RPC (grpc_server_*, request context, slow-request log);
+- core-metrics: the histograms and counters the API and replication layers update per request or per log
+  entry (CORE_METRICS: store latencies, batch sizes, proposals, read barriers). serve has no switch for them;
+  the "off" arm swaps them for a do-nothing stand-in;
+- stats: AccessStats recording every key access (flushed to its own SQLite file each second);
+- scrape: NodeCollector registered and /metrics scraped every second (15x the usual rate) by a separate
+  process, as Prometheus is, so the node pays only for serving the scrape.
 
-The counters the replication layer increments per batch are in both arms (they are not switchable and cost
-a few hundred nanoseconds per log entry). fsync is off so that the request path, not the disk, is the
-bottleneck, which makes the relative cost of observability as large as it gets.
+`--on PART` (repeatable) puts only those parts in the "on" arm, to locate a cost; the default is all four.
+fsync is off so that the request path, not the disk, is the bottleneck, which makes the relative cost of
+observability as large as it gets.
 
 Why the statistics look the way they do: on this 2-core machine single runs of one arm differ by 5-10%
 (the same order as the effect), so a verdict needs many rounds. Each round runs both arms back to back, in
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import random
 import statistics
 import tempfile
@@ -52,7 +57,7 @@ from tests.cluster import free_port
 from vaultd.api.server import build_server
 from vaultd.client import VaultClient
 from vaultd.config import NodeConfig
-from vaultd.observability import NodeCollector, RpcMetrics, start_http_server
+from vaultd.observability import NodeCollector, RpcMetrics, metrics, start_http_server
 from vaultd.replication import ReplicatedNode
 from vaultd.store.machine import StateMachine
 from vaultd.store.results import Limits
@@ -60,7 +65,12 @@ from vaultd.store.stats import AccessStats
 from vaultd.v1 import vault_pb2
 
 WORKLOADS = (("put", ""), ("get", "local"), ("get", "linearizable"))
-PARTS = frozenset({"rpc-metrics", "stats", "scrape"})
+PARTS = frozenset({"rpc-metrics", "core-metrics", "stats", "scrape"})
+# What the API and replication layers update per request or per log entry. serve cannot switch these off;
+# the "off" arm swaps them for a stand-in that does nothing, so that "on vs off" is all metrics.
+CORE_METRICS = ("store_get_seconds", "store_scan_seconds", "store_commit_seconds", "store_apply_seconds",
+                "raft_apply_seconds", "raft_batch_size", "raft_proposals_committed_total", "raft_proposals_pending",
+                "raft_read_barriers_total", "raft_read_barrier_seconds", "raft_journal_fsync_seconds")
 
 
 class _InProcessTarget:
@@ -79,32 +89,72 @@ class _InProcessTarget:
         return REGISTRY.get_sample_value(name)
 
 
-def _scrape_every_second(port: int, stop: threading.Event) -> None:
-    while not stop.wait(1.0):
+class _NoMetric:
+    """Accepts every update the core metrics get, and does nothing."""
+
+    def labels(self, *_labels: str) -> _NoMetric:
+        return self
+
+    def observe(self, *_args: float) -> None:
+        pass
+
+    inc = dec = set = observe
+
+
+@contextlib.contextmanager
+def _core_metrics_off() -> Iterator[None]:
+    saved = {name: getattr(metrics, name) for name in CORE_METRICS}
+    for name in saved:
+        setattr(metrics, name, _NoMetric())
+    try:
+        yield
+    finally:
+        for name, metric in saved.items():
+            setattr(metrics, name, metric)
+
+
+def _scrape_every_second(port: int, first: Any, stop: Any) -> None:
+    """In a process of its own, as Prometheus is: only the serving side of a scrape is charged to the node."""
+    while True:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             resp.read()
+        first.set()
+        if stop.wait(1.0):
+            return
 
 
 @contextlib.contextmanager
 def serving(cfg: NodeConfig, node: Any, machine: Any, parts: frozenset[str]) -> Iterator[None]:
-    """The gRPC server with the given observability parts ("rpc-metrics", "stats", "scrape") for one run."""
+    """The gRPC server with the given observability parts (PARTS) for one run."""
+    core_off = _core_metrics_off() if "core-metrics" not in parts else contextlib.nullcontext()
+    with core_off, _server(cfg, node, machine, parts):
+        yield
+
+
+@contextlib.contextmanager
+def _server(cfg: NodeConfig, node: Any, machine: Any, parts: frozenset[str]) -> Iterator[None]:
     stats = AccessStats(cfg.stats_path) if "stats" in parts else None
     wrappers = [RpcMetrics()] if "rpc-metrics" in parts else []
     server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, wrappers=wrappers)
     server.start()
     collector = http = scraper = None
-    stop = threading.Event()
-    if "scrape" in parts:
-        collector = NodeCollector(node, machine, db_path=cfg.db_path, node_id=cfg.node_id).register(REGISTRY)
-        http = start_http_server("127.0.0.1:0", node)
-        scraper = threading.Thread(target=_scrape_every_second, args=(http.port, stop), daemon=True)
-        scraper.start()
+    spawn = multiprocessing.get_context("spawn")
+    first, stop = spawn.Event(), spawn.Event()
     try:
+        if "scrape" in parts:
+            collector = NodeCollector(node, machine, db_path=cfg.db_path, node_id=cfg.node_id).register(REGISTRY)
+            http = start_http_server("127.0.0.1:0", node)
+            scraper = spawn.Process(target=_scrape_every_second, args=(http.port, first, stop), daemon=True)
+            scraper.start()
+            if not first.wait(30):
+                raise RuntimeError("the scraper process did not scrape: the measurement is void")
         yield
     finally:
         stop.set()
         if scraper is not None:
             scraper.join(timeout=10)
+            if scraper.is_alive():
+                scraper.kill()
         server.stop(1).wait(5)
         if http is not None:
             http.stop()

@@ -3,11 +3,10 @@ loses no update under concurrent RPCs."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from tests.threads import run_concurrently
 from vaultd.observability.rpc_counters import RpcCounters
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,13 +70,8 @@ def test_concurrent_rpcs_lose_no_update() -> None:
             method.start()
             method.finish("OK" if i % 2 else "NOT_FOUND", 0.0001)
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in workers)
-    started, handled, buckets, total = method.snapshot()
+    run_concurrently(work, threads)
+    started, handled, buckets, total = method.counts()
     assert started == threads * per_thread
     assert handled == {"OK": threads * per_thread // 2, "NOT_FOUND": threads * per_thread // 2}
     assert buckets[0] == threads * per_thread and sum(buckets) == threads * per_thread

@@ -1,15 +1,18 @@
 """Every Prometheus metric vaultd exports, defined once so names and labels stay consistent.
 
 Layers import the objects they update; nothing here computes anything per scrape from the database.
+Histograms and the gRPC series are vaultd's own lean kind (histograms.py, rpc_counters.py): they are
+updated on every request. Counters and gauges are prometheus_client's.
 Gauges whose value lives elsewhere (store totals, Raft indexes) are filled by collectors registered in
 `vaultd.observability.collectors` from in-memory state.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Info, disable_created_metrics
 
 from vaultd import __version__
+from vaultd.observability.histograms import Histogram
 from vaultd.observability.rpc_counters import RpcCounters
 
 # In the 0.0.4 text format every counter and histogram would also export a `<name>_created` gauge series:

@@ -1,11 +1,9 @@
 """The `grpc_server_*` series, kept per method as plain numbers under one lock and exported by a collector.
 
-Why not prometheus_client's Counter and Histogram: every RPC updates three of them, and their Python code
-(two locks per histogram observation and a loop over the buckets) was the largest part of what metrics cost
-a cheap request. Here an RPC's start is one locked increment and its end one bisect plus one locked update of
-the code count, bucket and sum; the cumulative buckets are summed at scrape time, which is rare. The export
-is the same families prometheus_client would write (names, labels, `le` strings), through its documented
-custom-collector interface.
+Why not prometheus_client's Counter and Histogram: every RPC updated three of them, and their Python code
+was the largest part of what metrics cost a cheap request (histograms.py says more). Here an RPC's start is
+one locked increment and its end one bisect plus one locked update of the code count, bucket and sum. The
+export has the same lines prometheus_client would write (names, labels, `le` strings).
 """
 
 from __future__ import annotations
@@ -15,39 +13,38 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
+
+from vaultd.observability.histograms import BucketLayout, Buckets
 
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 
-class MethodCounters:
-    """Started and handled counts and the latency histogram of one method (one label set)."""
+class MethodCounters(Buckets):
+    """Started and handled counts and the latency histogram of one method (one label set), under one lock."""
 
-    __slots__ = ("labels", "_bounds", "_lock", "_started", "_handled", "_buckets", "_sum")
+    __slots__ = ("labels", "_started", "_handled")
 
     def __init__(self, labels: tuple[str, str, str], bounds: tuple[float, ...]) -> None:
+        super().__init__(bounds)
         self.labels = labels
-        self._bounds = bounds
-        self._lock = threading.Lock()
         self._started = 0
         self._handled: dict[str, int] = {}
-        self._buckets = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last one is +Inf
-        self._sum = 0.0
 
     def start(self) -> None:
         with self._lock:
             self._started += 1
 
     def finish(self, code: str, seconds: float) -> None:
-        bucket = bisect_left(self._bounds, seconds)  # the first bound >= seconds: Prometheus' `le`
+        bucket = bisect_left(self._bounds, seconds)
         with self._lock:
             self._handled[code] = self._handled.get(code, 0) + 1
-            self._buckets[bucket] += 1
+            self._counts[bucket] += 1
             self._sum += seconds
 
-    def snapshot(self) -> tuple[int, dict[str, int], list[int], float]:
+    def counts(self) -> tuple[int, dict[str, int], list[int], float]:
+        """(started, handled per code, observations per bucket, sum of seconds), consistent with each other."""
         with self._lock:
-            return self._started, dict(self._handled), list(self._buckets), self._sum
+            return self._started, dict(self._handled), list(self._counts), self._sum
 
 
 class RpcCounters:
@@ -58,8 +55,7 @@ class RpcCounters:
     """
 
     def __init__(self, buckets: Sequence[float]) -> None:
-        self._bounds = tuple(sorted(float(b) for b in buckets))
-        self._le = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        self._layout = BucketLayout(buckets)
         self._lock = threading.Lock()
         self._methods: dict[tuple[str, str, str], MethodCounters] = {}
 
@@ -69,7 +65,7 @@ class RpcCounters:
         with self._lock:
             counters = self._methods.get(labels)
             if counters is None:
-                counters = self._methods[labels] = MethodCounters(labels, self._bounds)
+                counters = self._methods[labels] = MethodCounters(labels, self._layout.bounds)
             return counters
 
     def describe(self) -> list[Metric]:
@@ -80,17 +76,13 @@ class RpcCounters:
         with self._lock:
             methods = list(self._methods.values())
         for counters in methods:
-            count, codes, buckets, total = counters.snapshot()
+            count, codes, buckets, total = counters.counts()
             if not count:  # registered but never called: no series, as with prometheus_client's labels()
                 continue
             started.add_metric(counters.labels, count)
             for code, n in sorted(codes.items()):
                 handled.add_metric((*counters.labels, code), n)
-            cumulative, running = [], 0
-            for le, n in zip(self._le, buckets):
-                running += n
-                cumulative.append((le, running))
-            seconds.add_metric(counters.labels, cumulative, total)
+            seconds.add_metric(counters.labels, self._layout.cumulative(buckets), total)
         yield from (started, handled, seconds)
 
     @staticmethod
