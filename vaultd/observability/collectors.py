@@ -148,6 +148,9 @@ class NodeCollector:
                     int(getattr(status, "applied_index", 0) or 0))
         yield gauge("vaultd_raft_snapshot_index", "Log index of the latest snapshot.",
                     int(getattr(status, "snapshot_index", 0) or 0))
+        yield gauge("vaultd_raft_proposals_pending",
+                    "Commands waiting to be proposed or for their result on this node.",
+                    int(getattr(status, "pending_commands", 0) or 0))
         reach = GaugeMetricFamily("vaultd_raft_peer_reachable",
                                   "1 when this node has a working connection to the peer.", labels=["peer"])
         members = list(getattr(status, "members", ()) or ())

@@ -47,8 +47,6 @@ raft_proposals_committed_total = Counter(
     "vaultd_raft_proposals_committed_total", "Commands committed and applied through proposals from this node.")
 raft_proposals_failed_total = Counter(
     "vaultd_raft_proposals_failed_total", "Proposals from this node that failed, by reason.", ["reason"])
-raft_proposals_pending = Gauge(
-    "vaultd_raft_proposals_pending", "Commands waiting to be proposed or for their result on this node.")
 raft_batch_size = Histogram(
     "vaultd_raft_batch_size", "Commands per proposed log entry (group commit).", buckets=_BATCH_BUCKETS)
 raft_apply_seconds = Histogram(

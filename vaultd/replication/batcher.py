@@ -146,8 +146,7 @@ class Batcher:
                 metrics.raft_proposals_failed_total.labels("overloaded").inc(len(envelopes))
                 raise errors.Unavailable("too many commands pending on this node", "OVERLOADED")
             self._queue.append(pending)
-            self._pending_commands += len(envelopes)
-            metrics.raft_proposals_pending.inc(len(envelopes))
+            self._pending_commands += len(envelopes)  # vaultd_raft_proposals_pending, read at scrape time
             self._cond.notify_all()
         return pending
 
@@ -268,7 +267,6 @@ class Batcher:
             p.error = error
         p.results = results
         self._pending_commands -= len(p.envelopes)
-        metrics.raft_proposals_pending.dec(len(p.envelopes))
         p.event.set()
         if p.on_done is not None:
             self._hooks.append(p)
