@@ -1,10 +1,12 @@
-"""The statistics bench_observability reports its verdict with (pure functions; no server is started)."""
+"""The statistics bench_observability reports its verdict with, and its switch for the core metrics (no server
+is started)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_observability import _compare, _mean_ci, _paired_costs
+from benchmarks.bench_observability import CORE_METRICS, _compare, _core_metrics_off, _mean_ci, _paired_costs
+from vaultd.observability import metrics
 
 
 def _runs(off: list[float], on: list[float]) -> dict[str, list[dict[str, float]]]:
@@ -39,3 +41,16 @@ def test_a_drift_cancels_over_alternating_rounds() -> None:
     row = _compare("put", 16, _runs(runs["off"], runs["on"]))
     assert abs(row["throughput_cost_percent"]) < 0.2
     assert row["rounds"] == 8
+
+
+def test_the_off_arm_silences_every_core_metric_and_puts_them_back() -> None:
+    """CORE_METRICS names real objects of vaultd.observability.metrics (a rename would otherwise surface only
+    when the benchmark runs), each one stops counting inside the context and is the original again after."""
+    originals = {name: getattr(metrics, name) for name in CORE_METRICS}
+    get_count = metrics.registry.get_sample_value("vaultd_store_get_seconds_count")
+    with _core_metrics_off():
+        assert all(getattr(metrics, name) is not originals[name] for name in CORE_METRICS)
+        metrics.store_get_seconds.observe(0.001)
+        metrics.raft_read_barriers_total.labels("ok").inc()
+    assert {name: getattr(metrics, name) for name in CORE_METRICS} == originals
+    assert metrics.registry.get_sample_value("vaultd_store_get_seconds_count") == get_count
