@@ -48,6 +48,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
 import grpc
@@ -114,7 +115,7 @@ def _core_metrics_off() -> Iterator[None]:
             setattr(metrics, name, metric)
 
 
-def _scrape_every_second(port: int, first: Any, stop: Any) -> None:
+def _scrape_every_second(port: int, first: ProcessEvent, stop: ProcessEvent) -> None:
     """In a process of its own, as Prometheus is: only the serving side of a scrape is charged to the node."""
     while True:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
@@ -139,20 +140,23 @@ def _server(cfg: NodeConfig, node: Any, machine: Any, parts: frozenset[str]) -> 
     server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, wrappers=wrappers)
     server.start()
     collector = http = scraper = None
-    spawn = multiprocessing.get_context("spawn")
-    first, stop = spawn.Event(), spawn.Event()
+    stop: ProcessEvent | None = None
     try:
         if "scrape" in parts:
             collector = NodeCollector(node, machine, db_path=cfg.db_path, node_id=cfg.node_id).register(REGISTRY)
             http = start_http_server("127.0.0.1:0", node)
+            spawn = multiprocessing.get_context("spawn")
+            first, stop = spawn.Event(), spawn.Event()
             scraper = spawn.Process(target=_scrape_every_second, args=(http.port, first, stop), daemon=True)
             scraper.start()
             if not first.wait(30):
                 raise RuntimeError("the scraper process did not scrape: the measurement is void")
         yield
+        if scraper is not None and not scraper.is_alive():
+            raise RuntimeError("the scraper process died during the run: the measurement is void")
     finally:
-        stop.set()
-        if scraper is not None:
+        if scraper is not None and stop is not None:
+            stop.set()
             scraper.join(timeout=10)
             if scraper.is_alive():
                 scraper.kill()

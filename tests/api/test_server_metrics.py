@@ -6,13 +6,17 @@ add_*_to_server call went through it. Real node and gRPC over loopback (tests/ap
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from concurrent import futures
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
+from vaultd.api.wrapping import Registrar
+from vaultd.observability.rpc_metrics import RpcMetrics
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
@@ -62,3 +66,32 @@ def test_every_service_is_counted(single_node) -> None:
         time.sleep(0.02)
     assert {call[:3]: _handled(*call) - handled_before[call] for call in CALLS} == {call[:3]: 1 for call in CALLS}
     assert all(_started(*call[:3]) - started_before[call] == 1 for call in CALLS)
+
+
+@pytest.fixture
+def two_worker_health_server() -> Iterator[str]:
+    """gRPC health alone on a server with 2 worker threads, registered through Registrar with RpcMetrics."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), Registrar(server, [RpcMetrics()]))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None).wait(5)
+
+
+def test_health_watch_stays_non_blocking(two_worker_health_server) -> None:
+    """gRPC health's Watch sends through a callback and returns at once; wrapped, it must stay so, or each
+    open Watch would hold a worker thread: with 3 Watches open on 2 workers, nothing else would be served."""
+    with grpc.insecure_channel(two_worker_health_server) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(3)]
+        try:
+            for watch in watches:
+                next(watch)
+            assert stub.Check(health_pb2.HealthCheckRequest(), timeout=3).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        finally:
+            for watch in watches:
+                watch.cancel()

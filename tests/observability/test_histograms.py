@@ -4,13 +4,16 @@ no observation under concurrent updates."""
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 from prometheus_client import Histogram as ReferenceHistogram
 
 from tests.threads import run_concurrently
 from vaultd.observability.histograms import Histogram
 
 pytestmark = pytest.mark.timeout(60)
+# vaultd exports no `_created` series (vaultd.observability.metrics turns them off process-wide); the
+# prometheus_client references must not either.
+disable_created_metrics()
 
 
 @pytest.mark.parametrize("buckets, values", [
@@ -48,3 +51,13 @@ def test_concurrent_observations_are_all_counted() -> None:
     counts, total = histogram.snapshot()
     half = threads * per_thread // 2
     assert counts == [half, half] and total == pytest.approx(half * 1.25)
+
+
+def test_buckets_out_of_order_are_refused_and_a_final_inf_is_implied() -> None:
+    with pytest.raises(ValueError):
+        Histogram("vaultd_unsorted_seconds", "u", (1.0, 0.5), registry=CollectorRegistry())
+    ours, reference = CollectorRegistry(), CollectorRegistry()
+    Histogram("vaultd_inf_seconds", "i", (1.0, float("inf")), registry=ours).observe(2.0)
+    ReferenceHistogram("vaultd_inf_seconds", "i", buckets=(1.0, float("inf")), registry=reference).observe(2.0)
+    assert sorted(generate_latest(ours).decode().splitlines()) == \
+        sorted(generate_latest(reference).decode().splitlines())

@@ -4,12 +4,15 @@ loses no update under concurrent RPCs."""
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 
 from tests.threads import run_concurrently
 from vaultd.observability.rpc_counters import RpcCounters
 
 pytestmark = pytest.mark.timeout(60)
+# vaultd exports no `_created` series (vaultd.observability.metrics turns them off process-wide); the
+# prometheus_client references must not either.
+disable_created_metrics()
 
 BUCKETS = (0.0005, 0.001, 0.25, 1.0, 10.0)
 LABELS = ("grpc_type", "grpc_service", "grpc_method")

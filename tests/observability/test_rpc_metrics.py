@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from vaultd.api.wrapping import Registrar
 from vaultd.observability.context import current_ids
 from vaultd.observability.logs import setup_logging
-from vaultd.observability.rpc_metrics import RpcMetrics
+from vaultd.observability.rpc_metrics import RpcMetrics, _final_code
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
@@ -224,3 +224,31 @@ def test_a_generated_request_id_is_the_same_in_every_line_of_the_rpc(server) -> 
     _, rid = servicer.seen["slow"]
     slow = [ln for ln in out.getvalue().splitlines() if '"msg":"slow_request"' in ln]
     assert len(rid) == 16 and len(slow) == 1 and f'"request_id":"{rid}"' in slow[0]
+
+
+class _EndedCall:
+    """A ServicerContext as the handler finds it once it returned or raised."""
+
+    def __init__(self, code: grpc.StatusCode | None, active: bool, remaining: float) -> None:
+        self._code, self._active, self._remaining = code, active, remaining
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def is_active(self) -> bool:
+        return self._active
+
+    def time_remaining(self) -> float:
+        return self._remaining
+
+
+@pytest.mark.parametrize("code, active, remaining, raised, expected", [
+    (grpc.StatusCode.NOT_FOUND, True, 5.0, True, "NOT_FOUND"),       # aborted: the code it set
+    (None, True, 5.0, False, "OK"),
+    (None, True, 5.0, True, "UNKNOWN"),                               # a bug: grpcio answers UNKNOWN
+    (None, False, 5.0, True, "CANCELLED"),     # the client left; its request stream raised in the handler
+    (None, False, 0.0, True, "DEADLINE_EXCEEDED"),
+    (None, False, 5.0, False, "CANCELLED"),
+])
+def test_final_code(code, active, remaining, raised, expected) -> None:
+    assert _final_code(_EndedCall(code, active, remaining), raised) == expected

@@ -31,10 +31,13 @@ class Buckets:
         self._sum = 0.0
 
     def observe(self, value: float) -> None:
-        bucket = bisect_left(self._bounds, value)  # the first bound >= value: Prometheus' inclusive `le`
         with self._lock:
-            self._counts[bucket] += 1
-            self._sum += value
+            self._add(value)
+
+    def _add(self, value: float) -> None:
+        """Count one observation; the caller holds the lock."""
+        self._counts[bisect_left(self._bounds, value)] += 1  # the first bound >= value: Prometheus' `le`
+        self._sum += value
 
     def snapshot(self) -> tuple[list[int], float]:
         with self._lock:
@@ -45,11 +48,17 @@ class BucketLayout:
     """Sorted bounds and their `le` label values, shared by every series of one histogram."""
 
     def __init__(self, buckets: Sequence[float]) -> None:
-        self.bounds = tuple(sorted(float(b) for b in buckets))
+        bounds = [float(b) for b in buckets]
+        if bounds and bounds[-1] == float("inf"):
+            bounds.pop()  # +Inf is always the last bucket, as in prometheus_client
+        if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
+            raise ValueError("histogram buckets must be in increasing order")
+        self.bounds = tuple(bounds)
         self._le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
 
     def cumulative(self, counts: list[int]) -> list[tuple[str, float]]:
-        out, running = [], 0
+        out: list[tuple[str, float]] = []
+        running = 0
         for le, n in zip(self._le, counts):
             running += n
             out.append((le, running))

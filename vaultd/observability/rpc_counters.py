@@ -9,7 +9,6 @@ export has the same lines prometheus_client would write (names, labels, `le` str
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -35,11 +34,9 @@ class MethodCounters(Buckets):
             self._started += 1
 
     def finish(self, code: str, seconds: float) -> None:
-        bucket = bisect_left(self._bounds, seconds)
         with self._lock:
             self._handled[code] = self._handled.get(code, 0) + 1
-            self._counts[bucket] += 1
-            self._sum += seconds
+            self._add(seconds)
 
     def counts(self) -> tuple[int, dict[str, int], list[int], float]:
         """(started, handled per code, observations per bucket, sum of seconds), consistent with each other."""

@@ -77,20 +77,22 @@ def _grpc_type(handler: grpc.RpcMethodHandler) -> str:
 
 
 def _final_code(context: grpc.ServicerContext, raised: bool) -> str:
-    """The status the client sees: set/aborted code first, UNKNOWN for an uncaught exception."""
+    """The status the client sees, as far as the handler's outcome tells: a set or aborted code first, then
+    CANCELLED / DEADLINE_EXCEEDED for a call the client has left (a request stream then raises in the
+    handler), UNKNOWN for any other uncaught exception. What fails after the handler returned (a response
+    that does not serialize) is not seen here."""
     code = context.code()
     if code is not None:
         return getattr(code, "name", str(code))
-    if raised:
-        return "UNKNOWN"
     if not context.is_active():
         remaining = context.time_remaining()
         return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-    return "OK"
+    return "UNKNOWN" if raised else "OK"
 
 
 class RpcMetrics:
-    """Counts and times every RPC; sets the request context for logs; logs requests slower than a threshold.
+    """Counts and times every RPC; sets the request context for logs; logs single-response RPCs slower than
+    a threshold.
 
     A handler wrapper for `build_server(..., wrappers=[RpcMetrics(cfg.slow_request_seconds)])`: called once
     per method with its full name and handler, it returns the instrumented handler. Leaving it out is the
@@ -113,52 +115,90 @@ class RpcMetrics:
                 handler.request_deserializer, handler.response_serializer)
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream_response(handler.unary_stream, full_method, counters, request_has_id=True),
+                _stream_response(handler.unary_stream, full_method, counters, request_has_id=True),
                 handler.request_deserializer, handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            self._stream_response(handler.stream_stream, full_method, counters, request_has_id=False),
+            _stream_response(handler.stream_stream, full_method, counters, request_has_id=False),
             handler.request_deserializer, handler.response_serializer)
-
-    def _finish(self, full_method: str, counters: MethodCounters, context: grpc.ServicerContext, start: float,
-                raised: bool) -> None:
-        elapsed = time.perf_counter() - start
-        code = _final_code(context, raised)
-        counters.finish(code, elapsed)
-        if elapsed > self.slow_request_seconds:
-            log_slow_request(full_method, elapsed, code, self.slow_request_seconds)
 
     def _unary_response(self, behavior: Callable[..., Any], full_method: str, counters: MethodCounters,
                         request_has_id: bool) -> Callable[..., Any]:
-        finish = self._finish
+        """Unary responses are timed against the slow-request threshold (a stream's length is not slowness)."""
+        slow_seconds = self.slow_request_seconds
+
+        def finish(call: _Call, context: grpc.ServicerContext, start: float, raised: bool) -> None:
+            elapsed = time.perf_counter() - start
+            code = _final_code(context, raised)
+            counters.finish(code, elapsed)
+            if elapsed > slow_seconds:
+                log_slow_request(call.method, elapsed, code, slow_seconds)
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            current_request.set(_Call(full_method, context.invocation_metadata(), request if request_has_id else None))
-            counters.start()
-            start = time.perf_counter()
+            call, start = _begin(full_method, counters, context, request if request_has_id else None)
             try:
                 response = behavior(request, context)
             except BaseException:
-                finish(full_method, counters, context, start, raised=True)
+                finish(call, context, start, raised=True)
                 raise
-            finish(full_method, counters, context, start, raised=False)
+            finish(call, context, start, raised=False)
             return response
         return wrapped
 
-    def _stream_response(self, behavior: Callable[..., Iterator[Any]], full_method: str, counters: MethodCounters,
-                         request_has_id: bool) -> Callable[..., Iterator[Any]]:
-        finish = self._finish
 
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            current_request.set(_Call(full_method, context.invocation_metadata(), request if request_has_id else None))
-            counters.start()
-            start = time.perf_counter()
-            raised = True
+def _begin(full_method: str, counters: MethodCounters, context: grpc.ServicerContext,
+           request: Any) -> tuple[_Call, float]:
+    call = _Call(full_method, context.invocation_metadata(), request)
+    current_request.set(call)
+    counters.start()
+    return call, time.perf_counter()
+
+
+def _stream_response(behavior: Callable[..., Any], full_method: str, counters: MethodCounters,
+                     request_has_id: bool) -> Callable[..., Any]:
+    if getattr(behavior, "experimental_non_blocking", False):
+        return _non_blocking_stream_response(behavior, full_method, counters, request_has_id)
+
+    def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        _, start = _begin(full_method, counters, context, request if request_has_id else None)
+        raised = True
+        try:
+            yield from behavior(request, context)
+            raised = False
+        except GeneratorExit:  # the client went away mid-stream; grpcio stopped iterating
+            raised = False
+            raise
+        finally:
+            counters.finish(_final_code(context, raised), time.perf_counter() - start)
+    return wrapped
+
+
+def _non_blocking_stream_response(behavior: Callable[..., Any], full_method: str, counters: MethodCounters,
+                                  request_has_id: bool) -> Callable[..., Any]:
+    """A handler that returns at once and sends through a callback, None ending the stream (gRPC health's
+    Watch): it must stay non-blocking, or every open Watch would hold one of the server's worker threads."""
+
+    def wrapped(request: Any, context: grpc.ServicerContext, send_response_callback: Callable[[Any], None]) -> Any:
+        _, start = _begin(full_method, counters, context, request if request_has_id else None)
+        unfinished = [True]  # popped once: the stream may be ended from two threads (close, shutdown)
+
+        def finish(raised: bool) -> None:
             try:
-                yield from behavior(request, context)
-                raised = False
-            except GeneratorExit:  # the client went away mid-stream; grpcio stopped iterating
-                raised = False
-                raise
-            finally:
-                finish(full_method, counters, context, start, raised)
-        return wrapped
+                unfinished.pop()
+            except IndexError:
+                return
+            counters.finish(_final_code(context, raised), time.perf_counter() - start)
+
+        def send(response: Any) -> None:
+            if response is None:
+                finish(raised=False)  # before the end is sent: then the call is no longer active
+            send_response_callback(response)
+
+        try:
+            return behavior(request, context, send)
+        except BaseException:
+            finish(raised=True)
+            raise
+
+    wrapped.experimental_non_blocking = True  # type: ignore[attr-defined]
+    wrapped.experimental_thread_pool = getattr(behavior, "experimental_thread_pool", None)  # type: ignore[attr-defined]
+    return wrapped
