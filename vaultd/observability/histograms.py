@@ -31,13 +31,10 @@ class Buckets:
         self._sum = 0.0
 
     def observe(self, value: float) -> None:
+        bucket = bisect_left(self._bounds, value)  # the first bound >= value: Prometheus' inclusive `le`
         with self._lock:
-            self._add(value)
-
-    def _add(self, value: float) -> None:
-        """Count one observation; the caller holds the lock."""
-        self._counts[bisect_left(self._bounds, value)] += 1  # the first bound >= value: Prometheus' `le`
-        self._sum += value
+            self._counts[bucket] += 1
+            self._sum += value
 
     def snapshot(self) -> tuple[list[int], float]:
         with self._lock:

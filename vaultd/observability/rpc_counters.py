@@ -9,6 +9,7 @@ export has the same lines prometheus_client would write (names, labels, `le` str
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -34,9 +35,13 @@ class MethodCounters(Buckets):
             self._started += 1
 
     def finish(self, code: str, seconds: float) -> None:
+        # Buckets.observe's two lines again, under the same lock as the code count: one lock, no extra call
+        # (each costs ~0.1 us on the path of every RPC)
+        bucket = bisect_left(self._bounds, seconds)
         with self._lock:
             self._handled[code] = self._handled.get(code, 0) + 1
-            self._add(seconds)
+            self._counts[bucket] += 1
+            self._sum += seconds
 
     def counts(self) -> tuple[int, dict[str, int], list[int], float]:
         """(started, handled per code, observations per bucket, sum of seconds), consistent with each other."""
