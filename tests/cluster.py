@@ -160,6 +160,7 @@ class Cluster:
             cmd += ["--config", str(self.config_file)]
         if not self.fsync:
             cmd.append("--unsafe-no-fsync")
+        cmd += ["--insecure-plaintext", "--insecure-no-auth"]
         return cmd + self.extra_args + node.extra_args
 
     # --- lifecycle ---------------------------------------------------------------------------------------

@@ -14,10 +14,20 @@ Layout of the TOML file (every key optional; flags and env override):
     grpc_addr = "10.0.0.1:8000"
     metrics_addr = "10.0.0.1:9100"
     cluster_secret_file = "/etc/vaultd/secret"
+    audit_log = "/var/log/vaultd/audit.log"
     unsafe_no_fsync = false
     log_format = "text"          # or "json"
     log_level = "INFO"
     slow_request_ms = 1000
+    [tls]                        # client TLS (or insecure_plaintext = true) and Raft peer TLS
+    tls_cert = "/etc/vaultd/tls/node.crt"
+    tls_key = "/etc/vaultd/tls/node.key"
+    tls_client_ca = "/etc/vaultd/tls/clients-ca.crt"   # optional: require client certificates
+    peer_tls_cert = "/etc/vaultd/tls/peer.crt"
+    peer_tls_key = "/etc/vaultd/tls/peer.key"
+    peer_tls_ca = "/etc/vaultd/tls/peer-ca.crt"
+    [auth]
+    root_token_file = "/etc/vaultd/root-token"          # or insecure_no_auth = true
     [limits]                     # bootstrap limits: applied once to a new cluster, later only via SetLimits
     max_vaults = 1000
     max_keys_per_vault = 10000
@@ -45,8 +55,26 @@ SECRET_ENV = "VAULTD_CLUSTER_SECRET"
 REDACTED = "<redacted>"
 
 
+MIN_SECRET_BYTES = 32
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the setting and its source, never a secret."""
+
+
+def check_private_file(fd: int, path: str, what: str) -> None:
+    """A file holding a secret must not be readable or writable by group or others (as ssh insists for
+    keys): a world-readable cluster secret or root token is as good as none."""
+    mode = os.fstat(fd).st_mode
+    if mode & 0o077:
+        raise ConfigError(f"{what} {path} is accessible by group or others (mode {mode & 0o777:o}); "
+                          f"run `chmod 600 {path}`")
+
+
+def check_secret_strength(secret: str, what: str) -> None:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{what} must hold at least {MIN_SECRET_BYTES} bytes (e.g. `python3 -c 'import "
+                          f"secrets; print(secrets.token_urlsafe(32))'`)")
 
 
 def _parse_bool(text: str) -> bool:
@@ -93,7 +121,24 @@ FIELDS: tuple[Field, ...] = (
     Field("peers", "", _parse_list, "--peer", "another member's Raft HOST:PORT (optionally ID=HOST:PORT); repeat"),
     Field("grpc_addr", "", str, "--grpc-addr", "HOST:PORT for the gRPC API"),
     Field("metrics_addr", "", str, "--metrics-addr", "HOST:PORT for /metrics /healthz /readyz ('' disables)"),
-    Field("cluster_secret_file", "", str, "--cluster-secret-file", "file holding the cluster secret (one line)"),
+    Field("cluster_secret_file", "", str, "--cluster-secret-file",
+          "file holding the cluster secret (one line, >= 32 bytes, not readable by group or others)"),
+    Field("tls_cert", "tls", str, "--tls-cert", "PEM certificate (chain) the gRPC API serves; re-read on SIGHUP"),
+    Field("tls_key", "tls", str, "--tls-key", "PEM private key of --tls-cert"),
+    Field("tls_client_ca", "tls", str, "--tls-client-ca",
+          "PEM CA bundle: require client certificates signed by it (mTLS)"),
+    Field("tls_ca", "tls", str, "--tls-ca",
+          "PEM CA bundle that signs the other nodes' gRPC certificates (node-to-node calls such as stats fan-out)"),
+    Field("insecure_plaintext", "tls", _parse_bool, "--insecure-plaintext",
+          "INSECURE: serve gRPC without TLS (anyone on the network can read secrets in transit)"),
+    Field("peer_tls_cert", "tls", str, "--peer-tls-cert", "PEM certificate this node presents to its Raft peers"),
+    Field("peer_tls_key", "tls", str, "--peer-tls-key", "PEM private key of --peer-tls-cert"),
+    Field("peer_tls_ca", "tls", str, "--peer-tls-ca", "PEM CA bundle that signs every member's peer certificate"),
+    Field("root_token_file", "auth", str, "--root-token-file",
+          "file holding the root token (every capability); the same file on every node"),
+    Field("insecure_no_auth", "auth", _parse_bool, "--insecure-no-auth",
+          "INSECURE: accept gRPC calls without a token (anyone who reaches the port can read every secret)"),
+    Field("audit_log", "", str, "--audit-log", "append one JSON line per request to FILE (reopened on SIGHUP)"),
     Field("unsafe_no_fsync", "", _parse_bool, "--unsafe-no-fsync",
           "UNSAFE: do not fsync the Raft journal (acknowledged writes can be lost on power failure)"),
     Field("log_format", "", str, "--log-format", "text or json"),
@@ -102,6 +147,10 @@ FIELDS: tuple[Field, ...] = (
     Field("grpc_workers", "grpc", int, "--grpc-workers", "gRPC worker threads"),
     Field("grpc_max_concurrent_rpcs", "grpc", int, "--grpc-max-concurrent-rpcs",
           "RPCs in flight beyond which new ones get RESOURCE_EXHAUSTED (bounds memory)"),
+    Field("max_concurrent_streams", "grpc", int, "--max-concurrent-streams",
+          "export/import streams in flight beyond which new ones get RESOURCE_EXHAUSTED (keeps workers free)"),
+    Field("stream_max_seconds", "grpc", float, "--stream-max-seconds",
+          "an export or import stream running longer than this is ended with DEADLINE_EXCEEDED"),
     Field("max_vaults", "limits", int),
     Field("max_keys_per_vault", "limits", int),
     Field("max_value_size", "limits", int),
@@ -141,8 +190,21 @@ class NodeConfig:
     log_format: str = "text"
     log_level: str = "INFO"
     slow_request_ms: int = 1000
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tls_ca: str = ""
+    insecure_plaintext: bool = False
+    peer_tls_cert: str = ""
+    peer_tls_key: str = ""
+    peer_tls_ca: str = ""
+    root_token_file: str = ""
+    insecure_no_auth: bool = False
+    audit_log: str = ""
     grpc_workers: int = 32
     grpc_max_concurrent_rpcs: int = 256
+    max_concurrent_streams: int = 8
+    stream_max_seconds: float = 600.0
     # bootstrap limits (None = the store's default)
     max_vaults: int | None = None
     max_keys_per_vault: int | None = None
@@ -231,11 +293,66 @@ class NodeConfig:
             return None
         try:
             with open(self.cluster_secret_file, encoding="utf-8") as f:
+                check_private_file(f.fileno(), self.cluster_secret_file, "cluster secret file")
                 secret = f.readline().strip()
         except OSError as exc:
             raise ConfigError(f"cannot read cluster secret file {self.cluster_secret_file}: "
                               f"{exc.strerror or type(exc).__name__}") from None
         return secret or None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
+    def peer_tls_enabled(self) -> bool:
+        return bool(self.peer_tls_cert)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return not self.insecure_no_auth
+
+    def validate_security(self) -> None:
+        """Secure by default: refuse to serve without TLS and authentication unless the insecure mode is
+        asked for by name. Raises ConfigError with a message that names both choices."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if (self.tls_client_ca or self.tls_ca) and not self.tls_cert:
+            raise ConfigError("--tls-client-ca (mTLS) and --tls-ca need --tls-cert and --tls-key")
+        if self.tls_cert and self.insecure_plaintext:
+            raise ConfigError("--insecure-plaintext contradicts --tls-cert: choose one")
+        if not self.tls_cert and not self.insecure_plaintext:
+            raise ConfigError(
+                "refusing to serve gRPC without TLS: pass --tls-cert FILE --tls-key FILE (PEM; add "
+                "--tls-client-ca FILE to require client certificates), or --insecure-plaintext to serve "
+                "unencrypted traffic on purpose")
+        peer = [self.peer_tls_cert, self.peer_tls_key, self.peer_tls_ca]
+        if any(peer) and not all(peer):
+            raise ConfigError("--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together")
+        if self.root_token_file and self.insecure_no_auth:
+            raise ConfigError("--insecure-no-auth contradicts --root-token-file: choose one")
+        if not self.root_token_file and not self.insecure_no_auth:
+            raise ConfigError(
+                "refusing to serve without authentication: pass --root-token-file FILE (the same file on "
+                "every node; a token with every capability, to create policies and tokens), or "
+                "--insecure-no-auth to accept unauthenticated calls on purpose")
+
+    def read_root_token(self) -> str | None:
+        """The root token (first line of --root-token-file, >= 32 bytes, owner-only), or None without auth."""
+        if not self.root_token_file:
+            return None
+        try:
+            with open(self.root_token_file, encoding="utf-8") as f:
+                check_private_file(f.fileno(), self.root_token_file, "root token file")
+                token = f.readline().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read root token file {self.root_token_file}: "
+                              f"{exc.strerror or type(exc).__name__}") from None
+        if len(token.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"root token file {self.root_token_file}: the token must hold at least "
+                              f"{MIN_SECRET_BYTES} bytes (e.g. `python3 -c 'import secrets; "
+                              f"print(secrets.token_urlsafe(32))'`)")
+        return token
 
     def validate(self) -> None:
         """Check what a serving node needs; raises ConfigError naming the setting."""

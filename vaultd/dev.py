@@ -102,7 +102,7 @@ def serve_command(node: DevNode, nodes: list[DevNode], data_dir: Path, secret: P
     cmd = [sys.executable, "-m", "vaultd.cli.main", "serve", "--node-id", node.node_id,
            "--data-dir", str(data_dir / node.node_id), "--raft-addr", node.raft_addr,
            "--grpc-addr", node.grpc_addr, "--metrics-addr", node.metrics_addr,
-           "--cluster-secret-file", str(secret)]
+           "--cluster-secret-file", str(secret), "--insecure-plaintext", "--insecure-no-auth"]
     for peer in nodes:
         if peer.node_id != node.node_id:
             cmd += ["--peer", peer.raft_addr]

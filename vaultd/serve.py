@@ -30,7 +30,7 @@ EXIT_STARTUP = 1
 NO_SECRET_MESSAGE = (
     "vaultd serve: refusing to start without a cluster secret. The Raft port authenticates and encrypts peer "
     "traffic with it (without one, anyone who can reach the port can run code on this node). Put one line of "
-    "random text in a file readable only by vaultd and pass --cluster-secret-file FILE (or set "
+    "random text (at least 32 bytes) in a file readable only by vaultd and pass --cluster-secret-file FILE (or set "
     "VAULTD_CLUSTER_SECRET); use the same secret on every member. `vaultd dev` generates one for local use.")
 
 
@@ -48,7 +48,10 @@ def run(cfg: NodeConfig) -> int:
     """Run a node until SIGTERM/SIGINT (`vaultd dev` runs each node as its own `vaultd serve` process)."""
     try:
         cfg.validate()
+        cfg.validate_security()
         secret = cfg.read_secret()
+        if secret:
+            config.check_secret_strength(secret, "the cluster secret")
     except ConfigError as exc:
         print(f"vaultd serve: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

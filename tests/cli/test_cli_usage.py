@@ -105,6 +105,6 @@ def test_config_show_and_serve_are_dispatched(capsys, tmp_path: Path, monkeypatc
     assert "n7" in capsys.readouterr().out
     # serve refuses to start without a cluster secret (its own exit code, not a client one)
     code = main(["serve", "--node-id", "n1", "--data-dir", str(tmp_path), "--raft-addr", "127.0.0.1:1",
-                 "--grpc-addr", "127.0.0.1:2"])
+                 "--grpc-addr", "127.0.0.1:2", "--insecure-plaintext", "--insecure-no-auth"])
     assert code != EXIT_OK
     assert "secret" in capsys.readouterr().err.lower()

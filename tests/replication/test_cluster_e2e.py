@@ -271,7 +271,8 @@ def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     from tests.cluster import REPO, free_port
     proc = subprocess.run(
         [sys.executable, "-m", "vaultd.serve", "--node-id", "n1", "--data-dir", str(tmp_path / "d"),
-         "--raft-addr", f"127.0.0.1:{free_port()}", "--grpc-addr", f"127.0.0.1:{free_port()}"],
+         "--raft-addr", f"127.0.0.1:{free_port()}", "--grpc-addr", f"127.0.0.1:{free_port()}",
+         "--insecure-plaintext", "--insecure-no-auth"],
         cwd=str(REPO), capture_output=True, text=True, timeout=60,
         env={k: v for k, v in __import__("os").environ.items() if k != "VAULTD_CLUSTER_SECRET"})
     assert proc.returncode == 2

@@ -87,6 +87,7 @@ def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("VAULTD_CLUSTER_SECRET", raising=False)
     secret = tmp_path / "secret"
     secret.write_text("hunter2-line\nignored second line\n")
+    secret.chmod(0o600)
     assert config.load(["--cluster-secret-file", str(secret)], env={}).read_secret() == "hunter2-line"
     assert config.load([], env={}).read_secret() is None
     with pytest.raises(ConfigError, match="cannot read cluster secret file"):
@@ -107,6 +108,7 @@ def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def test_config_show_prints_sources_and_redacts_the_secret(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("TOP-SECRET-VALUE\n")
+    secret.chmod(0o600)
     f = tmp_path / "vaultd.toml"
     f.write_text(TOML)
     env = {"PATH": "/usr/bin:/bin", "VAULTD_LOG_FORMAT": "json"}
@@ -126,3 +128,59 @@ def test_config_show_prints_sources_and_redacts_the_secret(tmp_path: Path) -> No
     bad = subprocess.run([sys.executable, "-m", "vaultd.config", "--slow-request-ms", "x"], cwd=str(REPO),
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "slow_request_ms" in bad.stderr
+
+
+BASE = ["--node-id", "n1", "--data-dir", "/tmp/x", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "--insecure-plaintext"),                                           # names both choices
+    ([], "--tls-cert FILE --tls-key FILE"),
+    (["--insecure-plaintext"], "--root-token-file FILE"),
+    (["--insecure-plaintext"], "--insecure-no-auth"),
+    (["--tls-cert", "c.pem", "--insecure-no-auth"], "go together"),
+    (["--tls-client-ca", "ca.pem", "--insecure-plaintext", "--insecure-no-auth"], "mTLS"),
+    (["--tls-cert", "c", "--tls-key", "k", "--insecure-plaintext", "--insecure-no-auth"], "contradicts"),
+    (["--insecure-plaintext", "--root-token-file", "t", "--insecure-no-auth"], "contradicts"),
+    (["--insecure-plaintext", "--insecure-no-auth", "--peer-tls-cert", "c"], "go together"),
+])
+def test_secure_by_default_refuses_without_tls_and_auth(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("-", r"\-")):
+        config.load(BASE + argv, env={}).validate_security()
+
+
+def test_insecure_modes_and_secure_settings_pass() -> None:
+    config.load(BASE + ["--insecure-plaintext", "--insecure-no-auth"], env={}).validate_security()
+    cfg = config.load(BASE + ["--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca",
+                              "--root-token-file", "t"], env={})
+    cfg.validate_security()
+    assert cfg.tls_enabled and cfg.auth_enabled and not cfg.peer_tls_enabled
+
+
+def test_secret_files_must_be_private_and_long(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("x" * 40 + "\n")
+    secret.chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        config.load(["--cluster-secret-file", str(secret)], env={}).read_secret()
+    token = tmp_path / "root-token"
+    token.write_text("short\n")
+    token.chmod(0o604)
+    with pytest.raises(ConfigError, match="group or others"):
+        config.load(["--root-token-file", str(token)], env={}).read_root_token()
+    token.chmod(0o600)
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        config.load(["--root-token-file", str(token)], env={}).read_root_token()
+    token.write_text("t" * 32 + "\n")
+    assert config.load(["--root-token-file", str(token)], env={}).read_root_token() == "t" * 32
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        config.check_secret_strength("short", "the cluster secret")
+
+
+def test_serve_refuses_a_short_cluster_secret(tmp_path: Path) -> None:
+    from vaultd import serve
+    secret = tmp_path / "secret"
+    secret.write_text("too-short\n")
+    secret.chmod(0o600)
+    code = serve.main(BASE + ["--insecure-plaintext", "--insecure-no-auth", "--cluster-secret-file", str(secret)])
+    assert code == serve.EXIT_CONFIG

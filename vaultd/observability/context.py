@@ -46,3 +46,21 @@ def current_ids() -> tuple[str, str]:
     if request is None:
         return "", ""
     return request.method, request.request_id
+
+
+class Caller:
+    """Who made the current RPC, filled in by the authentication wrapper and read by the audit log.
+
+    Mutable and created by the outermost wrapper that needs it (the audit log, else authentication itself),
+    so that an inner wrapper's verdict is visible to an outer one after the call returns or aborts: a
+    contextvar set inside an inner wrapper would not be. Never holds a token secret."""
+
+    __slots__ = ("token_id", "name", "policies")
+
+    def __init__(self) -> None:
+        self.token_id = ""
+        self.name = ""
+        self.policies: tuple[str, ...] = ()
+
+
+current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("vaultd_caller", default=None)
