@@ -196,6 +196,11 @@ def _non_blocking_stream_response(behavior: Callable[..., Any], full_method: str
                 finish(raised=False)  # before the end is sent: then the call is no longer active
             send_response_callback(response)
 
+        # gRPC health's Watch sends its first response before it registers its own close callback, so a
+        # client that cancels at once can end the RPC before that callback exists: it never ends the
+        # stream and the call would never be counted. Our callback, registered first, always runs.
+        if not context.add_callback(lambda: finish(raised=False)):
+            finish(raised=False)  # the RPC ended before the handler ran
         try:
             return behavior(request, context, send)
         except BaseException:
