@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -17,6 +17,22 @@ from vaultd import client as vc
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _import_started() -> float:
+    return REGISTRY.get_sample_value("grpc_server_started_total", {
+        "grpc_type": "client_stream", "grpc_service": "vaultd.v1.VaultService", "grpc_method": "ImportVault"}) or 0.0
+
+
+def _imports_handled() -> float:
+    return sum(_import_handled(code.name) for code in grpc.StatusCode)
 
 
 def _held_import(release: threading.Event, vault: str) -> Iterator[vault_pb2.ImportChunk]:
@@ -30,9 +46,10 @@ def test_rpcs_beyond_the_concurrency_bound_get_resource_exhausted(single_node) -
     release = threading.Event()
     with grpc.insecure_channel(addr) as channel, vc.VaultClient([addr], timeout=5.0) as client:
         stub = vault_pb2_grpc.VaultServiceStub(channel)
+        started = _import_started()
         held = [stub.ImportVault.future(_held_import(release, f"held{i}"), timeout=30) for i in range(2)]
         try:
-            time.sleep(0.5)
+            _wait_for(lambda: _import_started() >= started + 2, 20, "both imports to be in flight")
             with pytest.raises(vc.LimitExceeded) as info:
                 client.put("other", "k", b"v")
             assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -83,6 +100,7 @@ def test_an_import_cut_by_the_client_deadline_applies_nothing(single_node, caplo
     with caplog.at_level(logging.ERROR, logger="vaultd"), grpc.insecure_channel(addr) as channel, \
             vc.VaultClient([addr], timeout=5.0) as client:
         stub = vault_pb2_grpc.VaultServiceStub(channel)
+        handled = _imports_handled()
         for attempt in range(20):  # the race goes either way: try it several times
             release = threading.Event()
             try:
@@ -91,7 +109,7 @@ def test_an_import_cut_by_the_client_deadline_applies_nothing(single_node, caplo
             finally:
                 release.set()
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        time.sleep(0.5)  # let the handlers of the cut calls finish
+        _wait_for(lambda: _imports_handled() >= handled + 20, 20, "the handlers of the cut calls to finish")
         for attempt in range(20):
             with pytest.raises(vc.NotFound):
                 client.get_vault(f"cut{attempt}")

@@ -189,7 +189,10 @@ def test_pending_queue_is_bounded(group: Callable[..., Group]) -> None:
     outcome: list[BaseException] = []
     stuck = threading.Thread(target=lambda: outcome.append(_raises(leader, [put("q", "1"), put("q", "2")], 2.0)))
     stuck.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while leader.status().pending_commands < 2:  # both commands queued: the queue is full
+        assert time.monotonic() < deadline and stuck.is_alive(), outcome
+        time.sleep(0.01)
     with pytest.raises(errors.Unavailable) as exc:
         leader.submit([put("q", "3")], 1.0)
     assert exc.value.reason == "OVERLOADED"
