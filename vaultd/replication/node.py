@@ -23,17 +23,17 @@ from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-from pysyncobj.transport import TCPTransport
 from pysyncobj.utility import TcpUtility, UtilityException
 
 from vaultd.config import NodeConfig, parse_hostport
 from vaultd.observability import metrics
 from vaultd.observability.logs import log_leader_change, log_membership_change
-from vaultd.replication import errors
+from vaultd.replication import errors, peer_tls, wire
 from vaultd.replication.batcher import Batcher, Pending, failure_for
 from vaultd.replication.journal import DurableJournal
 from vaultd.replication.snapshot import Snapshotter
 from vaultd.replication.status import MemberStatus, NodeStatusInfo
+from vaultd.replication.transport import transport_class
 from vaultd.store import commands
 from vaultd.store.errors import StorageFailure
 
@@ -41,12 +41,6 @@ log = logging.getLogger("vaultd.raft")
 
 EXIT_STORAGE_FAILURE = 70
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
-# Messages after which a peer relies on this node's log or vote: the journal must be durable before they
-# leave (a follower's ack, votes). A leader's append_entries is NOT in the list: Raft lets the leader write
-# its log in parallel with replication as long as it does not count itself toward a commit before its own
-# fsync, and the end-of-tick sync always runs before the poll that can deliver the acks for those entries
-# (pysyncobj computes commits at the start of the next tick).
-_DURABLE_BEFORE = frozenset({"next_node_idx", "request_vote", "response_vote"})
 _JOURNAL_INJECTION_LOCK = threading.Lock()
 
 
@@ -62,71 +56,18 @@ def exit_process(reason: str) -> None:
     os._exit(EXIT_STORAGE_FAILURE)
 
 
-class _DurableTransport(TCPTransport):
-    """TCPTransport that (1) makes the journal durable before any log- or vote-revealing message is sent and
-    (2) drops the already-present prefix of incoming append_entries (see `trim_append_entries`)."""
-
-    def send(self, node: Any, message: Any) -> bool:
-        if isinstance(message, dict) and message.get("type") in _DURABLE_BEFORE:
-            journal = getattr(self._syncObj, "vaultd_journal", None)
-            if journal is not None:
-                journal.sync()
-        return super().send(node, message)
-
-    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 (pysyncobj naming)
-        journal = getattr(self._syncObj, "vaultd_journal", None)
-        if journal is not None and isinstance(message, dict):
-            trim_append_entries(message, journal)
-        super()._onMessageReceived(node, message)
-
-
-def trim_append_entries(message: dict[str, Any], journal: Any) -> None:
-    """Rewrite an append_entries so pysyncobj does not truncate entries this follower already holds.
-
-    Why: pysyncobj pipelines append_entries and moves a follower's nextIndex back on every late ack, so a
-    follower keeps receiving entries it already has; pysyncobj then truncates its log after prevLogIdx and
-    re-appends (logging CRITICAL "state machine may have diverged", rewriting the journal). Raft truncates
-    only on conflict. By the log matching property an entry with the same index and term is the same entry
-    with the same prefix, so: skip leading entries we hold with the same term, and when nothing new remains
-    and our last entry carries the leader's current term (it came from this leader), acknowledge up to it.
-    A real conflict (different term) is left to pysyncobj.
-    """
-    if message.get("type") != "append_entries" or "prevLogIdx" not in message or "transmission" in message:
-        return
-    if len(journal) == 0:
-        return
-    first, last = journal[0][1], journal[-1][1]
-
-    def term_at(index: int) -> int | None:
-        return journal[index - first][2] if first <= index <= last else None
-
-    prev, prev_term = message["prevLogIdx"], message["prevLogTerm"]
-    if prev is None or term_at(prev) != prev_term:
-        return
-    entries = list(message.get("entries") or ())
-    skip = 0
-    while skip < len(entries) and term_at(entries[skip][1]) == entries[skip][2]:
-        skip += 1
-    if skip:
-        prev, prev_term = entries[skip - 1][1], entries[skip - 1][2]
-        entries = entries[skip:]
-    if not entries and prev < last and term_at(last) == message.get("term"):
-        prev, prev_term = last, term_at(last)
-    message["prevLogIdx"], message["prevLogTerm"], message["entries"] = prev, prev_term, entries
-
-
 class _RaftCore(SyncObj):
     """The pysyncobj object. Its only replicated method takes the encoded Batch bytes."""
 
     def __init__(self, self_addr: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal,
-                 apply: Callable[[int, bytes], list[Any]]) -> None:
+                 apply: Callable[[int, bytes], list[Any]], transport: Any) -> None:
         self.vaultd_journal = journal
         self._vaultd_apply = apply
         with _JOURNAL_INJECTION_LOCK:
             original = _syncobj_module.createJournal
             _syncobj_module.createJournal = lambda _path: journal
             try:
-                super().__init__(self_addr, list(peers), conf, transportClass=_DurableTransport)
+                super().__init__(self_addr, list(peers), conf, transportClass=transport)
             finally:
                 _syncobj_module.createJournal = original
 
@@ -209,6 +150,7 @@ class ReplicatedNode:
         self.machine = machine
         self.node_id = cfg.node_id
         self._secret = secret
+        self._peer_tls = peer_tls.load(cfg)
         self._fatal = fatal
         os.makedirs(cfg.raft_dir, exist_ok=True)
         fsync = not cfg.unsafe_no_fsync
@@ -264,7 +206,9 @@ class ReplicatedNode:
             bindRetryTime=0.5,
             onStateChanged=None,
         )
-        self._raft = _RaftCore(cfg.raft_addr, cfg.peer_addrs, conf, self._journal, self._apply)
+        transport = transport_class(frame_max=wire.frame_max_bytes(cfg.entry_max_bytes), tls=self._peer_tls,
+                                    journal=self._journal)
+        self._raft = _RaftCore(cfg.raft_addr, cfg.peer_addrs, conf, self._journal, self._apply, transport)
         try:
             self._raft.waitBinded()
         except Exception as exc:
