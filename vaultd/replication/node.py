@@ -3,9 +3,10 @@
 Read DESIGN.md in this package for the decisions; the short version of what lives here:
 - `_RaftCore` is the SyncObj subclass with ONE replicated method carrying encoded batch bytes.
 - The journal is our DurableJournal, injected by swapping pysyncobj's module-level `createJournal` for the
-  duration of SyncObj.__init__ (under a lock); the transport subclass fsyncs the journal before any message
-  that reveals log or vote state to a peer, and a tick callback fsyncs at the end of every tick.
-- Writes go through the Batcher (group commit); reads through `read_barrier` (one shared Noop in flight).
+  duration of SyncObj.__init__ (under a lock); the transport fsyncs the journal before any message that
+  reveals log or vote state to a peer, and a tick callback fsyncs at the end of every tick.
+- Writes go through the Batcher (group commit); reads through `read_barrier` (barriers.py: one shared Noop in
+  flight). The transport (transport.py, connection.py, wire.py) and membership (membership.py) live apart.
 - A maintenance thread proves readiness (a barrier when nothing else committed recently), registers this
   node in the replicated members table and proposes the bootstrap limits once.
 """
@@ -27,7 +28,8 @@ from vaultd.config import NodeConfig
 from vaultd.observability import metrics
 from vaultd.observability.logs import log_leader_change
 from vaultd.replication import errors, peer_tls, wire
-from vaultd.replication.batcher import Batcher, Pending
+from vaultd.replication.barriers import BarrierGroup
+from vaultd.replication.batcher import Batcher
 from vaultd.replication.journal import DurableJournal
 from vaultd.replication.membership import Membership
 from vaultd.replication.snapshot import Snapshotter
@@ -75,68 +77,6 @@ class _RaftCore(SyncObj):
         return self._vaultd_apply(self.raftLastApplied + 1, payload)
 
 
-class _BarrierGroup:
-    """Linearizable read fences: one Noop in flight; callers arriving meanwhile share the next one."""
-
-    def __init__(self, node: ReplicatedNode) -> None:
-        self._node = node
-        self._lock = threading.Lock()
-        self._current: _Barrier | None = None
-        self._next: _Barrier | None = None
-
-    def wait(self, timeout: float) -> None:
-        with self._lock:
-            if self._next is None:
-                self._next = _Barrier(timeout)
-            else:   # not launched yet: it must live as long as its most patient caller needs
-                self._next.timeout = max(self._next.timeout, _Barrier.clamp(timeout))
-            barrier = self._next
-            launch = self._current is None
-            if launch:
-                self._current, self._next = barrier, None
-        if launch:
-            self._launch(barrier)
-        if not barrier.event.wait(timeout):
-            raise errors.Timeout("read barrier did not complete before the deadline")
-        if barrier.error is not None:
-            raise barrier.error
-
-    def _launch(self, barrier: _Barrier) -> None:
-        try:
-            self._node._batcher.enqueue((commands.Envelope("", commands.Noop()),), barrier.timeout,
-                                        on_done=lambda p: self._done(barrier, p))
-        except errors.ReplicationError as exc:
-            self._done(barrier, None, exc)
-
-    def _done(self, barrier: _Barrier, pending: Pending | None, error: BaseException | None = None) -> None:
-        if pending is not None:
-            error = pending.error
-        if isinstance(error, errors.Ambiguous) and not isinstance(error, errors.Timeout):
-            error = errors.Unavailable(f"read barrier failed: {error}", "NO_LEADER")
-        barrier.error = error
-        with self._lock:
-            self._current = None
-            nxt = self._next
-            if nxt is not None:
-                self._current, self._next = nxt, None
-        barrier.event.set()
-        if nxt is not None:
-            self._launch(nxt)
-
-
-class _Barrier:
-    __slots__ = ("timeout", "event", "error")
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = self.clamp(timeout)
-        self.event = threading.Event()
-        self.error: BaseException | None = None
-
-    @staticmethod
-    def clamp(timeout: float) -> float:
-        return min(max(timeout, 0.2), 10.0)
-
-
 class ReplicatedNode(Membership):
     """A Raft member. Thread-safe public methods; see the module docstring and DESIGN.md."""
 
@@ -164,7 +104,7 @@ class ReplicatedNode(Membership):
                                 entry_max_bytes=cfg.entry_max_bytes, max_inflight=cfg.max_inflight_entries,
                                 max_pending=cfg.max_pending_commands,
                                 linger_seconds=cfg.batch_linger_ms / 1000.0, on_success=self._proved)
-        self._barriers = _BarrierGroup(self)
+        self._barriers = BarrierGroup(self._batcher)
         self._last_proof = float("-inf")     # monotonic time of the last commit+apply seen from this node
         self._last_leader: str | None = None
         self._stopping = threading.Event()
