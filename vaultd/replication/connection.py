@@ -55,7 +55,9 @@ class PeerConnection:
         self._reject = reject
         self._tls = tls
         self._keepalive = keepalive
-        self._server_hostname: str | None = None
+        # The name an outgoing TLS connection checks the server certificate against: the host as configured
+        # (pysyncobj hands connect() the resolved IP, which a certificate naming a DNS host would not match).
+        self.tls_name: str | None = None
         self._handshaking = False
         self._read_buf = bytearray()
         self._write_buf = bytearray()
@@ -107,7 +109,6 @@ class PeerConnection:
         self._reset()
         self.started_at = self._last_read = time.monotonic()
         self.remote = f"{host}:{port}"
-        self._server_hostname = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -201,7 +202,7 @@ class PeerConnection:
                 return
             if self._tls is not None and not self._handshaking:
                 self._sock = self._tls.wrap_socket(self._sock, server_side=False, do_handshake_on_connect=False,
-                                                   server_hostname=self._server_hostname)
+                                                   server_hostname=self.tls_name or self.remote.rsplit(":", 1)[0])
                 self._handshaking = True
             if not self._handshaking:
                 self._connected()

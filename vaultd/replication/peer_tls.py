@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from vaultd.config import NodeConfig
+from vaultd.config import ConfigError, NodeConfig, check_private_file
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,23 @@ def load(cfg: NodeConfig) -> PeerTls | None:
     """Contexts when peer TLS is configured, else None (then the cluster secret alone protects the links)."""
     if not cfg.peer_tls_enabled:
         return None
+    try:
+        with open(cfg.peer_tls_key, "rb") as f:
+            check_private_file(f.fileno(), cfg.peer_tls_key, "--peer-tls-key")
+    except OSError as exc:
+        raise ConfigError(f"cannot read --peer-tls-key {cfg.peer_tls_key}: {exc.strerror}") from None
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # check_hostname and CERT_REQUIRED by default
     for ctx in (server, client):
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3   # both ends are vaultd: no legacy peers to support
-        ctx.load_cert_chain(cfg.peer_tls_cert, cfg.peer_tls_key)
-        ctx.load_verify_locations(cafile=cfg.peer_tls_ca)
+        try:
+            ctx.load_cert_chain(cfg.peer_tls_cert, cfg.peer_tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load --peer-tls-cert/--peer-tls-key: {type(exc).__name__}") from None
+        try:
+            ctx.load_verify_locations(cafile=cfg.peer_tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load --peer-tls-ca {cfg.peer_tls_ca}: {type(exc).__name__}") from None
     server.verify_mode = ssl.CERT_REQUIRED
     return PeerTls(server=server, client=client)
 

@@ -150,6 +150,7 @@ class RaftTransport(TCPTransport):
         self._nodeAddrToNode[node.address] = node
         if self._shouldConnect(node):
             conn = self._new_connection()
+            conn.tls_name = node.host
             conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
             conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
             conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
