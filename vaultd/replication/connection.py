@@ -35,7 +35,7 @@ _SEND_CHUNK = 256 * 1024
 _RECV_CHUNK = 64 * 1024
 _IN, _OUT, _ERR = POLL_EVENT_TYPE.READ, POLL_EVENT_TYPE.WRITE, POLL_EVENT_TYPE.ERROR
 
-Reject = Callable[["PeerConnection", str], None]
+Reject = Callable[[str, str], None]   # (remote address, reason)
 
 
 class PeerConnection:
@@ -182,7 +182,7 @@ class PeerConnection:
 
     def close_rejected(self, reason: str) -> None:
         """Close a connection the hardening refuses; the transport counts and logs it under `reason`."""
-        self._reject(self, reason)
+        self._reject(self.remote, reason)
         if self._state != CONNECTION_STATE.DISCONNECTED:
             self.disconnect()
 

@@ -48,7 +48,7 @@ class _RejectLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def __call__(self, conn: PeerConnection, reason: str) -> None:
+    def __call__(self, remote: str, reason: str) -> None:
         metrics.raft_connections_rejected_total.labels(reason).inc()
         now = time.monotonic()
         if now - self._last.get(reason, float("-inf")) < _REJECT_LOG_INTERVAL_SECONDS:
@@ -56,7 +56,7 @@ class _RejectLog:
             return
         self._last[reason] = now
         log.warning("raft connection closed", extra={"fields": {
-            "reason": reason, "remote": conn.remote, "suppressed_since_last": self._suppressed.pop(reason, 0)}})
+            "reason": reason, "remote": remote, "suppressed_since_last": self._suppressed.pop(reason, 0)}})
 
 
 class _PeerServer:
@@ -135,13 +135,12 @@ class RaftTransport(TCPTransport):
     def accept(self, sock: socket.socket) -> None:
         pending = sum(1 for c in self._unknownConnections if not c.authenticated)
         if pending >= wire.MAX_PENDING_HANDSHAKES:
-            conn = PeerConnection(self._syncObj._poller, timeout=0, frame_max=0, reject=self._reject)
             try:
-                conn.remote = "%s:%s" % sock.getpeername()[:2]
+                remote = "%s:%s" % sock.getpeername()[:2]
             except OSError:
-                pass
+                remote = ""
             sock.close()
-            self._reject(conn, "too_many_pending")
+            self._reject(remote, "too_many_pending")
             return
         self._onNewIncomingConnection(self._new_connection(sock))
 
@@ -168,6 +167,12 @@ class RaftTransport(TCPTransport):
     def _onIncomingMessageReceived(self, conn: PeerConnection, message: Any) -> None:  # noqa: N802
         """Before pysyncobj associates the connection with a node (or runs a utility command): with peer TLS the
         client certificate must name the host of the member it claims to be (any member, for a utility)."""
+        if conn.sendRandKey and not (isinstance(message, str) or (
+                isinstance(message, list) and message and isinstance(message[0], str))):
+            # pysyncobj would raise on the tick thread (an unhashable message, an empty utility command).
+            self._unknownConnections.discard(conn)
+            conn.close_rejected("bad_frame")
+            return
         if self._tls is not None and conn.sendRandKey:
             der = conn.peer_certificate()
             if isinstance(message, str):
