@@ -15,7 +15,8 @@ from pysyncobj.encryptor import getEncryptor
 from tests.cluster import Cluster, NodeProc
 from tests.replication.peer_certs import CA
 from vaultd.client import FailedPrecondition
-from vaultd.replication import wire
+from vaultd.config import ConfigError, NodeConfig
+from vaultd.replication import peer_tls, wire
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -161,3 +162,20 @@ def test_a_member_certificate_must_name_the_members_host(
     assert _rejected(cluster, leader, "tls_identity") > before
     assert sorted(m.node_id for m in client.status().members) == ["n1", "n2", "n3"]
     assert client.put("tls", "after-impostor", b"v").version == 1
+
+
+def test_peer_tls_settings_that_cannot_be_used_are_configuration_errors(tmp_path: Path) -> None:
+    ca = CA(tmp_path / "pki", "cluster")
+    cert, key = ca.issue("n1", ["127.0.0.1"])
+    cfg = NodeConfig(peer_tls_cert=str(cert), peer_tls_key=str(key), peer_tls_ca=str(ca.path))
+    assert peer_tls.load(cfg) is not None
+    assert peer_tls.load(NodeConfig()) is None
+    key.chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        peer_tls.load(cfg)
+    key.chmod(0o600)
+    with pytest.raises(ConfigError, match="--peer-tls-ca"):
+        peer_tls.load(NodeConfig(peer_tls_cert=str(cert), peer_tls_key=str(key),
+                                 peer_tls_ca=str(tmp_path / "missing-ca.crt")))
+    with pytest.raises(ConfigError, match="--peer-tls-cert/--peer-tls-key"):
+        peer_tls.load(NodeConfig(peer_tls_cert=str(ca.path), peer_tls_key=str(key), peer_tls_ca=str(ca.path)))

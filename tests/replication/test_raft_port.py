@@ -23,11 +23,20 @@ pytestmark = pytest.mark.timeout(180)
 
 RSS_GROWTH_MAX = 20 * 1024 * 1024
 CLOSE_WAIT = wire.HANDSHAKE_TIMEOUT_SECONDS + 5.0
+# Election timeouts above the defaults (0.5-1.2 s) so that CPU contention from unrelated processes on a small
+# CI machine does not cost an election; a tick thread stalled by an attack for 1.5 s or more still does (the
+# unhardened port lost its leadership for ~20 s of CPU).
+RAFT_TIMEOUTS = """
+[raft]
+raft_min_timeout = 1.5
+raft_max_timeout = 3.0
+leader_fallback_timeout = 4.0
+"""
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("raftport"), size=3, fsync=False)
+    c = Cluster(tmp_path_factory.mktemp("raftport"), size=3, fsync=False, config_toml=RAFT_TIMEOUTS)
     try:
         c.start()
         yield c
