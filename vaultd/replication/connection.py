@@ -31,6 +31,8 @@ from pysyncobj.tcp_connection import CONNECTION_STATE, set_keepalive
 
 from vaultd.replication import wire
 
+# Bytes handed to one send()/recv() call: a send copies at most this much out of the buffer (so a large
+# append_entries is not copied whole per partial write), a recv matches the kernel's usual socket buffer.
 _SEND_CHUNK = 256 * 1024
 _RECV_CHUNK = 64 * 1024
 _IN, _OUT, _ERR = POLL_EVENT_TYPE.READ, POLL_EVENT_TYPE.WRITE, POLL_EVENT_TYPE.ERROR
@@ -176,7 +178,10 @@ class PeerConnection:
         if self._fileno is None:
             return
         mask = _IN | _ERR
-        if want_write or self._write_buf or self._state == CONNECTION_STATE.CONNECTING:
+        # Waiting for the TCP connect needs a write event; a TLS handshake waiting for the peer must not ask
+        # for one (the socket is writable at once, so the poll would spin on the tick thread).
+        connecting = self._state == CONNECTION_STATE.CONNECTING and not self._handshaking
+        if want_write or self._write_buf or connecting:
             mask |= _OUT
         self._poller.subscribe(self._fileno, self._on_event, mask)
 
