@@ -181,7 +181,7 @@ class PeerConnection:
         # Waiting for the TCP connect needs a write event; a TLS handshake waiting for the peer must not ask
         # for one (the socket is writable at once, so the poll would spin on the tick thread).
         connecting = self._state == CONNECTION_STATE.CONNECTING and not self._handshaking
-        if want_write or self._write_buf or connecting:
+        if want_write or connecting or (self._write_buf and not self._handshaking):
             mask |= _OUT
         self._poller.subscribe(self._fileno, self._on_event, mask)
 
