@@ -179,3 +179,26 @@ def test_peer_tls_settings_that_cannot_be_used_are_configuration_errors(tmp_path
                                  peer_tls_ca=str(tmp_path / "missing-ca.crt")))
     with pytest.raises(ConfigError, match="--peer-tls-cert/--peer-tls-key"):
         peer_tls.load(NodeConfig(peer_tls_cert=str(ca.path), peer_tls_key=str(key), peer_tls_ca=str(ca.path)))
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "secret-only"])
+def test_a_paused_member_is_dropped_and_reconnects_after_it_resumes(
+        cluster_factory: Callable[..., Cluster], tmp_path: Path, tls: bool) -> None:
+    """While a member is stopped the leader drops its silent link (and any new handshake to it times out);
+    once it resumes the links come back and it catches up."""
+    cluster = (_tls_cluster(cluster_factory, CA(tmp_path / "pki", "cluster")) if tls
+               else cluster_factory(3, fsync=False))
+    leader = cluster.wait_leader()
+    follower = next(n for n in cluster.nodes if n is not leader)
+    client = cluster.client([leader], timeout=20)
+    cluster.pause(follower)
+    try:
+        for i in range(20):
+            client.put("paused", f"k{i}", b"v")
+        _wait_for(lambda: not {m.node_id: m.reachable for m in client.status().members}[follower.node_id], 20,
+                  "the leader dropped its link to the stopped member")
+    finally:
+        cluster.resume(follower)
+    cluster.wait_ready([follower], timeout=30)
+    local = cluster.client([follower], timeout=10)
+    _wait_for(lambda: local.get("paused", "k19", consistency="local").value == b"v", 20, "the follower caught up")

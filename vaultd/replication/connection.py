@@ -133,6 +133,11 @@ class PeerConnection:
     def send(self, message: Any) -> None:
         if self._state == CONNECTION_STATE.DISCONNECTED:
             return
+        if time.monotonic() - self._last_read > self._timeout:
+            # As pysyncobj does: a peer silent for `timeout` is gone (e.g. stopped); reconnect instead of
+            # queueing heartbeats behind a full socket buffer forever.
+            self.disconnect()
+            return
         self._write_buf += wire.encode(message, self.encryptor, self.sendRandKey, int(time.monotonic()))
         self._flush()
 
