@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from pysyncobj.encryptor import getEncryptor
 
 from tests.cluster import Cluster, NodeProc
 from vaultd.replication import wire
@@ -144,6 +145,26 @@ def test_a_well_framed_forgery_is_refused(cluster: Cluster) -> None:
         s.sendall(struct.pack("i", len(body)) + body)
         assert _closed_by_peer(s, time.monotonic() + CLOSE_WAIT)
     assert _rejected(cluster, watch.leader, "bad_frame") > before
+    watch.check()
+
+
+def test_a_replayed_first_frame_earns_no_trust(cluster: Cluster) -> None:
+    """A valid first frame (what an eavesdropper could record from a real peer and replay) is answered, but the
+    connection stays under the handshake frame cap and deadline: only the next frame, bound to the key the
+    server just sent, proves a live secret holder."""
+    watch = Watch(cluster)
+    first = wire.encode(os.urandom(32), getEncryptor(cluster.secret), None, int(time.monotonic()))
+    too_large_before = _rejected(cluster, watch.leader, "frame_too_large")
+    with socket.create_connection(_addr(watch.leader), timeout=5) as s:
+        s.sendall(first + struct.pack("i", wire.HANDSHAKE_FRAME_MAX_BYTES + 1))
+        assert _closed_by_peer(s, time.monotonic() + CLOSE_WAIT)
+    assert _rejected(cluster, watch.leader, "frame_too_large") > too_large_before
+
+    timeout_before = _rejected(cluster, watch.leader, "handshake_timeout")
+    with socket.create_connection(_addr(watch.leader), timeout=5) as s:
+        s.sendall(first)
+        assert _closed_by_peer(s, time.monotonic() + CLOSE_WAIT)
+    assert _rejected(cluster, watch.leader, "handshake_timeout") > timeout_before
     watch.check()
 
 

@@ -7,15 +7,19 @@ public surface (what pysyncobj's TCPTransport calls: connect, send, disconnect, 
 the sendRandKey / recvRandKey / recvLastTimestamp / encryptor attributes) and the same bytes on the wire.
 
 Differences that matter:
-- frames are capped before they are buffered: `wire.HANDSHAKE_FRAME_MAX_BYTES` until the peer proved the
-  cluster secret (its first frame decrypted), the authenticated cap after; a frame over the cap closes the
-  connection;
+- frames are capped before they are buffered: `wire.HANDSHAKE_FRAME_MAX_BYTES` until the connection is
+  `trusted`, the authenticated cap after; a frame over the cap closes the connection;
 - the receive buffer is a bytearray consumed from the front (amortised O(1) in CPython), not re-built per
   read; the send buffer likewise;
 - at most `wire.READ_BUDGET_PER_EVENT` bytes per poll event;
 - optional TLS (`ssl.SSLContext`), handshaken without blocking: SSLWantRead/SSLWantWrite just wait for the
   next poll event;
-- `authenticated` / `started_at` let the transport close connections that do not authenticate in time.
+- `trusted` / `started_at` let the transport close connections that do not authenticate in time.
+
+`trusted` means the peer proved the cluster secret in a way that cannot be replayed: on an outgoing connection,
+its first answer decrypted and carried the random key we just sent; on an incoming one, the transport sets it
+when the peer's second frame (its address or a utility command, bound to the key this side just sent) was
+accepted. A first frame alone proves nothing: someone who recorded a peer's first frame could replay it.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class PeerConnection:
         self.recvRandKey: bytes | None = None     # noqa: N815
         self.recvLastTimestamp = 0                # noqa: N815
         self.encryptor: Any = None
-        self.authenticated = False
+        self.trusted = False
         self.started_at = time.monotonic()
         self.remote = ""
         self._poller = poller
@@ -61,6 +65,7 @@ class PeerConnection:
         # (pysyncobj hands connect() the resolved IP, which a certificate naming a DNS host would not match).
         self.tls_name: str | None = None
         self._handshaking = False
+        self._outgoing = sock is None
         self._read_buf = bytearray()
         self._write_buf = bytearray()
         self._last_read = time.monotonic()
@@ -160,7 +165,7 @@ class PeerConnection:
     def _reset(self) -> None:
         self.sendRandKey = self.recvRandKey = None
         self.recvLastTimestamp = 0
-        self.authenticated = False
+        self.trusted = False
         self._handshaking = False
         if self._fileno is not None:
             self._poller.unsubscribe(self._fileno)
@@ -300,21 +305,25 @@ class PeerConnection:
                 return
             buf += chunk
             budget -= len(chunk)
-            if len(buf) >= 4 and not self._length_ok(buf):
-                return
+            if len(buf) >= 4:
+                length = self._checked_length(buf)
+                if length < 0:
+                    return
+                if not self.trusted and len(buf) >= 4 + length:
+                    break   # a whole handshake frame: judge it before buffering more from this peer
         self._last_read = time.monotonic()
         self._parse(buf)
 
     def _limit(self) -> int:
-        return self._frame_max if self.authenticated else wire.HANDSHAKE_FRAME_MAX_BYTES
+        return self._frame_max if self.trusted else wire.HANDSHAKE_FRAME_MAX_BYTES
 
-    def _length_ok(self, header: bytearray) -> bool:
+    def _checked_length(self, header: bytearray) -> int:
+        """The announced length of the frame at the start of the buffer; -1 (connection closed) over the cap."""
         try:
-            wire.frame_length(header, self._limit())
+            return wire.frame_length(header, self._limit())
         except wire.FrameError as exc:
             self.close_rejected(exc.reason)
-            return False
-        return True
+            return -1
 
     def _parse(self, buf: bytearray) -> None:
         pos = 0
@@ -327,7 +336,8 @@ class PeerConnection:
                 pos += 4 + length
                 message, self.recvLastTimestamp = wire.decode(
                     data, self.encryptor, self.recvLastTimestamp, self.recvRandKey, self._frame_max)
-                self.authenticated = True
+                if self._outgoing:
+                    self.trusted = True   # decode() checked it carries our fresh key (recvRandKey)
                 if self._on_message is not None:
                     self._on_message(message)
                 if self._state == CONNECTION_STATE.DISCONNECTED or buf is not self._read_buf:

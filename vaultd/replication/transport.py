@@ -133,7 +133,7 @@ class RaftTransport(TCPTransport):
         return conn
 
     def accept(self, sock: socket.socket) -> None:
-        pending = sum(1 for c in self._unknownConnections if not c.authenticated)
+        pending = sum(1 for c in self._unknownConnections if not c.trusted)
         if pending >= wire.MAX_PENDING_HANDSHAKES:
             try:
                 remote = "%s:%s" % sock.getpeername()[:2]
@@ -159,7 +159,7 @@ class RaftTransport(TCPTransport):
         super()._onTick()
         now = time.monotonic()
         stale = [c for c in list(self._unknownConnections) + list(self._connections.values())
-                 if not c.authenticated and c.state != CONNECTION_STATE.DISCONNECTED
+                 if not c.trusted and c.state != CONNECTION_STATE.DISCONNECTED
                  and now - c.started_at > wire.HANDSHAKE_TIMEOUT_SECONDS]
         for conn in stale:
             conn.close_rejected("handshake_timeout")
@@ -190,7 +190,11 @@ class RaftTransport(TCPTransport):
             self._unknownConnections.discard(conn)
             conn.close_rejected("unknown_peer")
             return
+        second_frame = bool(conn.sendRandKey)
         super()._onIncomingMessageReceived(conn, message)
+        if second_frame and conn.state != CONNECTION_STATE.DISCONNECTED:
+            # Bound to the key this side just sent: a live secret holder, not a replay (see connection.py).
+            conn.trusted = True
 
     # --- durability -------------------------------------------------------------------------------------------
     def send(self, node: Any, message: Any) -> bool:

@@ -17,12 +17,13 @@ import pysyncobj.pickle as pickle
 # or a utility command: a few hundred bytes once encrypted. 64 KiB is generous and caps what an anonymous
 # client can make this node buffer per connection.
 HANDSHAKE_FRAME_MAX_BYTES = 64 * 1024
-# An unauthenticated connection must prove the secret (and finish TLS) within this time, else it is closed:
+# A connection must prove the secret (and finish TLS) within this time, else it is closed:
 # a peer answers in milliseconds; a slowloris client would otherwise hold a slot forever.
 HANDSHAKE_TIMEOUT_SECONDS = 5.0
-# Connections accepted but not yet authenticated, at most. A cluster has a handful of members that reconnect
-# at most every connectionRetryTime; beyond the cap new connections are closed at accept, so memory held for
-# anonymous clients stays below MAX_PENDING_HANDSHAKES * HANDSHAKE_FRAME_MAX_BYTES (4 MiB).
+# Accepted connections not yet trusted (see connection.py), at most. A cluster has a handful of members that
+# reconnect at most every connectionRetryTime; beyond the cap new connections are closed at accept, and an
+# untrusted connection buffers at most one handshake frame plus one receive chunk, so memory held for
+# anonymous clients stays below MAX_PENDING_HANDSHAKES * (64 + 64) KiB = 8 MiB.
 MAX_PENDING_HANDSHAKES = 64
 # Bytes read from one connection per poll event: the tick thread also runs elections and heartbeats, so a fast
 # sender must not keep it in one read loop (the poll is level-triggered: the rest is read on the next round).
