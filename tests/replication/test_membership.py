@@ -6,9 +6,11 @@ import time
 from collections.abc import Callable
 
 import pytest
+from pysyncobj.encryptor import getEncryptor
 
 from tests.cluster import Cluster, free_port
 from vaultd.client import FailedPrecondition
+from vaultd.replication import peer_client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -75,3 +77,16 @@ def test_removal_that_leaves_fewer_reachable_voters_than_a_quorum_is_refused(
     removed = client.remove_member(down.node_id)
     assert sorted(m.node_id for m in removed.members) == sorted([leader.node_id, follower.node_id])
     assert client.put("after", "k", b"v").version == 1
+
+
+def test_pysyncobj_add_utility_is_no_back_door(cluster_factory: Callable[..., Cluster]) -> None:
+    """pysyncobj serves an `add` utility command on the Raft port that would skip every check above."""
+    cluster = cluster_factory(3, fsync=False)
+    leader = cluster.wait_leader()
+    encryptor = getEncryptor(cluster.secret)
+    for command in (["add", f"127.0.0.1:{free_port()}"], ["set_version", 99], ["nonsense"], []):
+        with pytest.raises(peer_client.PeerUnreachable):
+            peer_client.call(leader.raft_addr, encryptor, None, 5.0, command)
+    assert (cluster.metric(leader, "vaultd_raft_connections_rejected_total", 'reason="utility_refused"') or 0) >= 4
+    assert _members(cluster) == ["n1", "n2", "n3"]
+    assert cluster.client(timeout=20).put("still", "k", b"v").version == 1

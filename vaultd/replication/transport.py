@@ -38,6 +38,10 @@ log = logging.getLogger("vaultd.raft")
 # fsync, and the end-of-tick sync always runs before the poll that can deliver the acks for those entries
 # (pysyncobj computes commits at the start of the next tick).
 _DURABLE_BEFORE = frozenset({"next_node_idx", "request_vote", "response_vote"})
+# pysyncobj utility commands vaultd uses (membership.py): a node removing itself asks the leader to `remove` it,
+# and leadership is moved with `transfer`. The others (`add`, `set_version`, `status`) are refused: `add`
+# would skip the strict reconfiguration checks.
+UTILITY_COMMANDS = frozenset({"remove", "transfer"})
 # One warning per reason per interval at most: a flood of junk connections must not flood the log too
 # (the counter still counts every one).
 _REJECT_LOG_INTERVAL_SECONDS = 5.0
@@ -167,9 +171,14 @@ class RaftTransport(TCPTransport):
     def _onIncomingMessageReceived(self, conn: PeerConnection, message: Any) -> None:  # noqa: N802
         """Before pysyncobj associates the connection with a node (or runs a utility command): with peer TLS the
         client certificate must name the host of the member it claims to be (any member, for a utility)."""
-        if conn.sendRandKey and not (isinstance(message, str) or (
-                isinstance(message, list) and message and isinstance(message[0], str))):
-            # pysyncobj would raise on the tick thread (an unhashable message, an empty utility command).
+        if conn.sendRandKey and isinstance(message, list) and not (message and message[0] in UTILITY_COMMANDS):
+            # pysyncobj's own `add` would bypass the membership checks; an unknown command would reach
+            # `message in dict` with a list and raise on the tick thread.
+            self._unknownConnections.discard(conn)
+            conn.close_rejected("utility_refused")
+            return
+        if conn.sendRandKey and not isinstance(message, (str, list)):
+            # pysyncobj would raise on the tick thread (an unhashable message).
             self._unknownConnections.discard(conn)
             conn.close_rejected("bad_frame")
             return
