@@ -90,3 +90,19 @@ def test_pysyncobj_add_utility_is_no_back_door(cluster_factory: Callable[..., Cl
     assert (cluster.metric(leader, "vaultd_raft_connections_rejected_total", 'reason="utility_refused"') or 0) >= 4
     assert _members(cluster) == ["n1", "n2", "n3"]
     assert cluster.client(timeout=20).put("still", "k", b"v").version == 1
+
+
+def test_a_member_removes_itself_through_the_leaders_utility_port(cluster_factory: Callable[..., Cluster]) -> None:
+    """The one `remove` utility path vaultd uses: a node asked to remove itself asks the leader directly."""
+    cluster = cluster_factory(3, fsync=False)
+    leader = cluster.wait_leader()
+    follower = next(n for n in cluster.nodes if n is not leader)
+    # Its own answer still lists the old configuration (it cannot see the commit of its removal): ask the leader.
+    cluster.client([follower], timeout=20).remove_member(follower.node_id)
+    client = cluster.client([leader], timeout=20)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(client.status().members) != 2:
+        time.sleep(0.1)
+    assert sorted(m.node_id for m in client.status().members) == sorted(
+        n.node_id for n in cluster.nodes if n is not follower)
+    assert client.put("after", "self-removal", b"v").version == 1
