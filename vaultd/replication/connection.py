@@ -4,7 +4,8 @@ Why not subclass TcpConnection: its buffers and state are name-mangled privates,
 of its read path (it trusts the 4-byte length up to 2 GiB, re-copies its whole receive buffer on every read,
 reads until EAGAIN however fast the sender is), and it has no place for a TLS handshake. This class keeps its
 public surface (what pysyncobj's TCPTransport calls: connect, send, disconnect, state, the three callbacks and
-the sendRandKey / recvRandKey / recvLastTimestamp / encryptor attributes) and the same bytes on the wire.
+the sendRandKey / recvRandKey / recvLastTimestamp / encryptor attributes; nothing else in pysyncobj touches a
+connection) and the same bytes on the wire.
 
 Differences that matter:
 - frames are capped before they are buffered: `wire.HANDSHAKE_FRAME_MAX_BYTES` until the connection is
@@ -103,12 +104,6 @@ class PeerConnection:
 
     def setOnDisconnectedCallback(self, callback: Callable[[], None]) -> None:  # noqa: N802
         self._on_disconnected = callback
-
-    def fileno(self) -> int | None:
-        return self._fileno
-
-    def getSendBufferSize(self) -> int:  # noqa: N802
-        return len(self._write_buf)
 
     def connect(self, host: str, port: int) -> bool:
         if host is None:
