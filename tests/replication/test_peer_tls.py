@@ -14,6 +14,7 @@ from pysyncobj.encryptor import getEncryptor
 
 from tests.cluster import Cluster, NodeProc
 from tests.replication.peer_certs import CA
+from tests.replication.sniff import tcp_payloads
 from vaultd.client import FailedPrecondition
 from vaultd.config import ConfigError, NodeConfig
 from vaultd.replication import peer_tls, wire
@@ -60,6 +61,22 @@ def _closed(sock: socket.socket, timeout: float = 10.0) -> bool:
     return False
 
 
+def _raft_wire(cluster: Cluster) -> list[bytes]:
+    """Raft-port payloads on the wire while writes commit (each one travels to both followers)."""
+    ports = {_addr(n)[1] for n in cluster.nodes}
+    client = cluster.client(timeout=20)
+    result: list[bytes] = []
+    for i in range(5):
+        client.put("wire", f"k{i}", b"v")
+        result += tcp_payloads(ports, 0.3)
+    return result
+
+
+# Every pysyncobj frame encrypted with the cluster secret is a Fernet token: base64 of 0x80 and a timestamp
+# whose high bytes are zero.
+FERNET_PREFIX = b"gAAAAA"
+
+
 def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,6 +100,13 @@ def test_a_peer_tls_cluster_replicates_and_its_raft_port_speaks_only_tls(
         assert _rejected(cluster, node, "tls_handshake") == 0
         assert _rejected(cluster, node, "tls_identity") == 0
 
+    # On the wire: TLS application-data records (type 0x17, legacy version 0x0303), and never a Fernet frame,
+    # which is what every message between members looks like without peer TLS (see the control test below).
+    wire_bytes = _raft_wire(cluster)
+    assert wire_bytes
+    assert not any(FERNET_PREFIX in p for p in wire_bytes)
+    assert any(p.startswith(b"\x17\x03\x03") for p in wire_bytes)
+
     # The port completes a TLS 1.3 handshake with a client certificate from the cluster CA and presents a
     # certificate naming its host.
     with socket.create_connection(_addr(leader), timeout=5) as raw:
@@ -96,6 +120,13 @@ def test_a_peer_tls_cluster_replicates_and_its_raft_port_speaks_only_tls(
         raw.sendall(frame)
         assert _closed(raw)
     assert _rejected(cluster, leader, "tls_handshake") > before
+
+
+def test_control_without_peer_tls_the_sniffer_sees_fernet_frames(cluster_factory: Callable[..., Cluster]) -> None:
+    """Proves the capture above would see member traffic if it were not TLS."""
+    wire_bytes = _raft_wire(cluster_factory(3, fsync=False))
+    assert any(FERNET_PREFIX in p for p in wire_bytes)
+    assert not any(p.startswith(b"\x17\x03\x03") for p in wire_bytes)
 
 
 def test_a_node_with_a_certificate_from_another_ca_cannot_join(
