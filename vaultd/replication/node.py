@@ -62,7 +62,6 @@ class _RaftCore(SyncObj):
 
     def __init__(self, self_addr: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal,
                  apply: Callable[[int, bytes], list[Any]], transport: Any) -> None:
-        self.vaultd_journal = journal
         self._vaultd_apply = apply
         with _JOURNAL_INJECTION_LOCK:
             original = _syncobj_module.createJournal
