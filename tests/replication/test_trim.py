@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from vaultd.replication.journal import DurableJournal
-from vaultd.replication.node import trim_append_entries
+from vaultd.replication.transport import trim_append_entries
 
 
 def _journal(tmp_path: Path, terms: list[int]) -> DurableJournal:

@@ -118,7 +118,8 @@ def from_exception(exc: BaseException, method: str = "") -> Failure:
                        "outcome unknown: the request may have been applied; retry with the same request_id",
                        {"retry": "same_request_id", "cause": exc.reason})
     if isinstance(exc, repl_errors.MembershipError):
-        return Failure(grpc.StatusCode.FAILED_PRECONDITION, MEMBERSHIP_REJECTED, str(exc) or MEMBERSHIP_REJECTED)
+        return Failure(grpc.StatusCode.FAILED_PRECONDITION, MEMBERSHIP_REJECTED, str(exc) or MEMBERSHIP_REJECTED,
+                       dict(exc.metadata))
     log.error("internal error in %s: %s at %s", method or "rpc", type(exc).__name__, _where(exc))
     return Failure(grpc.StatusCode.INTERNAL, INTERNAL, "internal error", {})
 

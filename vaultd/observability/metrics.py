@@ -62,6 +62,10 @@ raft_read_barriers_total = Counter(
     "vaultd_raft_read_barriers_total", "Linearizable read barriers completed, by outcome.", ["outcome"])
 raft_read_barrier_seconds = Histogram(
     "vaultd_raft_read_barrier_seconds", "Latency of linearizable read barriers.", buckets=_LATENCY_BUCKETS)
+raft_connections_rejected_total = Counter(
+    "vaultd_raft_connections_rejected_total",
+    "Raft-port connections closed by the transport's hardening, by reason (frame_too_large, bad_frame, "
+    "handshake_timeout, too_many_pending, tls_handshake, tls_identity, unknown_peer, utility_refused).", ["reason"])
 
 # --- observability itself ---
 collector_errors_total = Counter(

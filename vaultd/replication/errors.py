@@ -47,6 +47,11 @@ class UnknownOutcome(LeaderChanged):
 
 
 class MembershipError(ReplicationError):
-    """A membership change was refused (another change in progress, unknown member, leader not settled)."""
+    """A membership change was refused (a strict reconfiguration check failed, another change in progress,
+    unknown member). `metadata["check"]` says which check; the API puts metadata into ErrorInfo."""
 
     reason = "MEMBERSHIP_CHANGE_REJECTED"
+
+    def __init__(self, message: str = "", metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.metadata = dict(metadata or {})

@@ -3,9 +3,10 @@
 Read DESIGN.md in this package for the decisions; the short version of what lives here:
 - `_RaftCore` is the SyncObj subclass with ONE replicated method carrying encoded batch bytes.
 - The journal is our DurableJournal, injected by swapping pysyncobj's module-level `createJournal` for the
-  duration of SyncObj.__init__ (under a lock); the transport subclass fsyncs the journal before any message
-  that reveals log or vote state to a peer, and a tick callback fsyncs at the end of every tick.
-- Writes go through the Batcher (group commit); reads through `read_barrier` (one shared Noop in flight).
+  duration of SyncObj.__init__ (under a lock); the transport fsyncs the journal before any message that
+  reveals log or vote state to a peer, and a tick callback fsyncs at the end of every tick.
+- Writes go through the Batcher (group commit); reads through `read_barrier` (barriers.py: one shared Noop in
+  flight). The transport (transport.py, connection.py, wire.py) and membership (membership.py) live apart.
 - A maintenance thread proves readiness (a barrier when nothing else committed recently), registers this
   node in the replicated members table and proposes the bootstrap limits once.
 """
@@ -17,23 +18,23 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-from pysyncobj.transport import TCPTransport
-from pysyncobj.utility import TcpUtility, UtilityException
 
-from vaultd.config import NodeConfig, parse_hostport
+from vaultd.config import NodeConfig
 from vaultd.observability import metrics
-from vaultd.observability.logs import log_leader_change, log_membership_change
-from vaultd.replication import errors
-from vaultd.replication.batcher import Batcher, Pending, failure_for
+from vaultd.observability.logs import log_leader_change
+from vaultd.replication import errors, peer_tls, wire
+from vaultd.replication.barriers import BarrierGroup
+from vaultd.replication.batcher import Batcher
 from vaultd.replication.journal import DurableJournal
+from vaultd.replication.membership import Membership
 from vaultd.replication.snapshot import Snapshotter
-from vaultd.replication.status import MemberStatus, NodeStatusInfo
+from vaultd.replication.status import NodeStatusInfo
+from vaultd.replication.transport import transport_class
 from vaultd.store import commands
 from vaultd.store.errors import StorageFailure
 
@@ -41,12 +42,6 @@ log = logging.getLogger("vaultd.raft")
 
 EXIT_STORAGE_FAILURE = 70
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
-# Messages after which a peer relies on this node's log or vote: the journal must be durable before they
-# leave (a follower's ack, votes). A leader's append_entries is NOT in the list: Raft lets the leader write
-# its log in parallel with replication as long as it does not count itself toward a commit before its own
-# fsync, and the end-of-tick sync always runs before the poll that can deliver the acks for those entries
-# (pysyncobj computes commits at the start of the next tick).
-_DURABLE_BEFORE = frozenset({"next_node_idx", "request_vote", "response_vote"})
 _JOURNAL_INJECTION_LOCK = threading.Lock()
 
 
@@ -62,71 +57,17 @@ def exit_process(reason: str) -> None:
     os._exit(EXIT_STORAGE_FAILURE)
 
 
-class _DurableTransport(TCPTransport):
-    """TCPTransport that (1) makes the journal durable before any log- or vote-revealing message is sent and
-    (2) drops the already-present prefix of incoming append_entries (see `trim_append_entries`)."""
-
-    def send(self, node: Any, message: Any) -> bool:
-        if isinstance(message, dict) and message.get("type") in _DURABLE_BEFORE:
-            journal = getattr(self._syncObj, "vaultd_journal", None)
-            if journal is not None:
-                journal.sync()
-        return super().send(node, message)
-
-    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 (pysyncobj naming)
-        journal = getattr(self._syncObj, "vaultd_journal", None)
-        if journal is not None and isinstance(message, dict):
-            trim_append_entries(message, journal)
-        super()._onMessageReceived(node, message)
-
-
-def trim_append_entries(message: dict[str, Any], journal: Any) -> None:
-    """Rewrite an append_entries so pysyncobj does not truncate entries this follower already holds.
-
-    Why: pysyncobj pipelines append_entries and moves a follower's nextIndex back on every late ack, so a
-    follower keeps receiving entries it already has; pysyncobj then truncates its log after prevLogIdx and
-    re-appends (logging CRITICAL "state machine may have diverged", rewriting the journal). Raft truncates
-    only on conflict. By the log matching property an entry with the same index and term is the same entry
-    with the same prefix, so: skip leading entries we hold with the same term, and when nothing new remains
-    and our last entry carries the leader's current term (it came from this leader), acknowledge up to it.
-    A real conflict (different term) is left to pysyncobj.
-    """
-    if message.get("type") != "append_entries" or "prevLogIdx" not in message or "transmission" in message:
-        return
-    if len(journal) == 0:
-        return
-    first, last = journal[0][1], journal[-1][1]
-
-    def term_at(index: int) -> int | None:
-        return journal[index - first][2] if first <= index <= last else None
-
-    prev, prev_term = message["prevLogIdx"], message["prevLogTerm"]
-    if prev is None or term_at(prev) != prev_term:
-        return
-    entries = list(message.get("entries") or ())
-    skip = 0
-    while skip < len(entries) and term_at(entries[skip][1]) == entries[skip][2]:
-        skip += 1
-    if skip:
-        prev, prev_term = entries[skip - 1][1], entries[skip - 1][2]
-        entries = entries[skip:]
-    if not entries and prev < last and term_at(last) == message.get("term"):
-        prev, prev_term = last, term_at(last)
-    message["prevLogIdx"], message["prevLogTerm"], message["entries"] = prev, prev_term, entries
-
-
 class _RaftCore(SyncObj):
     """The pysyncobj object. Its only replicated method takes the encoded Batch bytes."""
 
     def __init__(self, self_addr: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal,
-                 apply: Callable[[int, bytes], list[Any]]) -> None:
-        self.vaultd_journal = journal
+                 apply: Callable[[int, bytes], list[Any]], transport: Any) -> None:
         self._vaultd_apply = apply
         with _JOURNAL_INJECTION_LOCK:
             original = _syncobj_module.createJournal
             _syncobj_module.createJournal = lambda _path: journal
             try:
-                super().__init__(self_addr, list(peers), conf, transportClass=_DurableTransport)
+                super().__init__(self_addr, list(peers), conf, transportClass=transport)
             finally:
                 _syncobj_module.createJournal = original
 
@@ -135,69 +76,7 @@ class _RaftCore(SyncObj):
         return self._vaultd_apply(self.raftLastApplied + 1, payload)
 
 
-class _BarrierGroup:
-    """Linearizable read fences: one Noop in flight; callers arriving meanwhile share the next one."""
-
-    def __init__(self, node: ReplicatedNode) -> None:
-        self._node = node
-        self._lock = threading.Lock()
-        self._current: _Barrier | None = None
-        self._next: _Barrier | None = None
-
-    def wait(self, timeout: float) -> None:
-        with self._lock:
-            if self._next is None:
-                self._next = _Barrier(timeout)
-            else:   # not launched yet: it must live as long as its most patient caller needs
-                self._next.timeout = max(self._next.timeout, _Barrier.clamp(timeout))
-            barrier = self._next
-            launch = self._current is None
-            if launch:
-                self._current, self._next = barrier, None
-        if launch:
-            self._launch(barrier)
-        if not barrier.event.wait(timeout):
-            raise errors.Timeout("read barrier did not complete before the deadline")
-        if barrier.error is not None:
-            raise barrier.error
-
-    def _launch(self, barrier: _Barrier) -> None:
-        try:
-            self._node._batcher.enqueue((commands.Envelope("", commands.Noop()),), barrier.timeout,
-                                        on_done=lambda p: self._done(barrier, p))
-        except errors.ReplicationError as exc:
-            self._done(barrier, None, exc)
-
-    def _done(self, barrier: _Barrier, pending: Pending | None, error: BaseException | None = None) -> None:
-        if pending is not None:
-            error = pending.error
-        if isinstance(error, errors.Ambiguous) and not isinstance(error, errors.Timeout):
-            error = errors.Unavailable(f"read barrier failed: {error}", "NO_LEADER")
-        barrier.error = error
-        with self._lock:
-            self._current = None
-            nxt = self._next
-            if nxt is not None:
-                self._current, self._next = nxt, None
-        barrier.event.set()
-        if nxt is not None:
-            self._launch(nxt)
-
-
-class _Barrier:
-    __slots__ = ("timeout", "event", "error")
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = self.clamp(timeout)
-        self.event = threading.Event()
-        self.error: BaseException | None = None
-
-    @staticmethod
-    def clamp(timeout: float) -> float:
-        return min(max(timeout, 0.2), 10.0)
-
-
-class ReplicatedNode:
+class ReplicatedNode(Membership):
     """A Raft member. Thread-safe public methods; see the module docstring and DESIGN.md."""
 
     def __init__(self, cfg: NodeConfig, machine: Any,
@@ -209,6 +88,7 @@ class ReplicatedNode:
         self.machine = machine
         self.node_id = cfg.node_id
         self._secret = secret
+        self._peer_tls = peer_tls.load(cfg)
         self._fatal = fatal
         os.makedirs(cfg.raft_dir, exist_ok=True)
         fsync = not cfg.unsafe_no_fsync
@@ -223,7 +103,7 @@ class ReplicatedNode:
                                 entry_max_bytes=cfg.entry_max_bytes, max_inflight=cfg.max_inflight_entries,
                                 max_pending=cfg.max_pending_commands,
                                 linger_seconds=cfg.batch_linger_ms / 1000.0, on_success=self._proved)
-        self._barriers = _BarrierGroup(self)
+        self._barriers = BarrierGroup(self._batcher)
         self._last_proof = float("-inf")     # monotonic time of the last commit+apply seen from this node
         self._last_leader: str | None = None
         self._stopping = threading.Event()
@@ -264,7 +144,9 @@ class ReplicatedNode:
             bindRetryTime=0.5,
             onStateChanged=None,
         )
-        self._raft = _RaftCore(cfg.raft_addr, cfg.peer_addrs, conf, self._journal, self._apply)
+        transport = transport_class(frame_max=wire.frame_max_bytes(cfg.entry_max_bytes), tls=self._peer_tls,
+                                    journal=self._journal)
+        self._raft = _RaftCore(cfg.raft_addr, cfg.peer_addrs, conf, self._journal, self._apply, transport)
         try:
             self._raft.waitBinded()
         except Exception as exc:
@@ -427,172 +309,6 @@ class ReplicatedNode:
             except RuntimeError:
                 time.sleep(0.001)
         return {}
-
-    # --- members --------------------------------------------------------------------------------------------
-    def _member_table(self) -> dict[str, Any]:
-        """raft_addr -> MemberRecord from the replicated table (local read)."""
-        try:
-            return {m.raft_addr: m for m in self.machine.reader().members()}
-        except Exception:
-            return {}
-
-    def _id_of(self, raft_addr: str) -> str:
-        if raft_addr == self.cfg.raft_addr:
-            return self.node_id
-        record = self._member_table().get(raft_addr)
-        if record is not None:
-            return str(record.node_id)
-        return self.cfg.peer_ids.get(raft_addr, raft_addr)
-
-    def _members_status(self, st: dict[str, Any]) -> tuple[MemberStatus, ...]:
-        table = self._member_table()
-        addrs = [self.cfg.raft_addr] + sorted(
-            k[len("partner_node_status_server_"):] for k in st if k.startswith("partner_node_status_server_"))
-        out = []
-        for addr in addrs:
-            record = table.get(addr)
-            is_self = addr == self.cfg.raft_addr
-            node_id = self.node_id if is_self else (record.node_id if record else self.cfg.peer_ids.get(addr, addr))
-            grpc_addr = self.cfg.grpc_addr if is_self else (record.grpc_addr if record else "")
-            out.append(MemberStatus(
-                node_id=str(node_id), raft_addr=addr, grpc_addr=str(grpc_addr),
-                voter=bool(record.voter) if record else True,
-                reachable=is_self or st.get("partner_node_status_server_" + addr) == 2,
-                match_index=self._journal[-1][1] if is_self else int(st.get("match_idx_server_" + addr, 0) or 0),
-                is_self=is_self))
-        return tuple(out)
-
-    def add_member(self, node_id: str, raft_addr: str, grpc_addr: str, timeout: float = 10.0) -> None:
-        """Add a voter: Raft configuration first, then the members table (node_id -> addresses)."""
-        parse_hostport(raft_addr)
-        deadline = time.monotonic() + timeout
-        with self._membership_lock:
-            raft = self._check_can_propose()
-            known = {n.address for n in raft.otherNodes} | {self.cfg.raft_addr}
-            if raft_addr not in known:
-                self._membership_change(lambda cb: raft.addNodeToCluster(raft_addr, callback=cb), deadline,
-                                        "add", node_id, raft_addr)
-            # One request id per call (retries inside _submit_until reuse it): an id derived from the arguments
-            # would make re-adding the same member later a deduplicated no-op.
-            self._submit_until(commands.Envelope(f"member-set-{uuid.uuid4().hex}",
-                                                 commands.SetMember(node_id, raft_addr, grpc_addr)), deadline)
-        log_membership_change("add", node_id, raft_addr)
-
-    def remove_member(self, node_id: str, timeout: float = 10.0) -> None:
-        """Remove a member; when it is the leader, leadership is transferred away first."""
-        deadline = time.monotonic() + timeout
-        with self._membership_lock:
-            raft = self._check_can_propose()
-            raft_addr = self._addr_of(node_id)
-            if raft_addr is None:
-                raise errors.MembershipError(f"unknown member {node_id}")
-            in_config = raft_addr == self.cfg.raft_addr or raft_addr in {n.address for n in raft.otherNodes}
-            if in_config:
-                self._move_leadership_off(raft_addr, deadline)
-                leader = raft._getLeader()
-                if raft_addr == self.cfg.raft_addr and leader is not None:
-                    # This node cannot see the commit of its own removal (the leader stops sending to it at
-                    # once): ask the leader directly over the authenticated utility channel.
-                    self._utility(leader.address, ["remove", raft_addr], deadline, "remove", node_id)
-                    self._removed = True
-                else:
-                    self._membership_change(lambda cb: raft.removeNodeFromCluster(raft_addr, callback=cb),
-                                            deadline, "remove", node_id, raft_addr)
-            if raft_addr != self.cfg.raft_addr:
-                self._submit_until(commands.Envelope(f"member-remove-{uuid.uuid4().hex}",
-                                                     commands.RemoveMember(node_id)), deadline)
-        log_membership_change("remove", node_id, raft_addr)
-
-    def _addr_of(self, node_id: str) -> str | None:
-        if node_id == self.node_id:
-            return self.cfg.raft_addr
-        for addr, record in self._member_table().items():
-            if record.node_id == node_id:
-                return addr
-        for addr, pid in self.cfg.peer_ids.items():
-            if pid == node_id:
-                return addr
-        raft = self._raft
-        if raft is not None and node_id in {n.address for n in raft.otherNodes}:
-            return node_id
-        return None
-
-    def _move_leadership_off(self, raft_addr: str, deadline: float) -> None:
-        """If `raft_addr` leads, ask it to hand leadership to a caught-up follower and wait for a new leader."""
-        raft = self._check_can_propose()
-        while True:
-            leader = raft._getLeader()
-            if leader is not None:
-                self._check_can_propose()   # removed from the cluster, or the leader is unreachable
-            if leader is not None and leader.address != raft_addr:
-                return
-            if time.monotonic() > deadline:
-                raise errors.Timeout("leadership did not move off the member being removed")
-            if leader is not None:
-                if leader.address == self.cfg.raft_addr:
-                    raft.transferLeadership()
-                else:
-                    try:
-                        self._utility(leader.address, ["transfer"], deadline, "transfer", raft_addr)
-                    except errors.ReplicationError:
-                        pass
-                t_end = min(deadline, time.monotonic() + 2.0)
-                while time.monotonic() < t_end:
-                    now_leader = raft._getLeader()
-                    if now_leader is not None and now_leader.address != raft_addr:
-                        return
-                    time.sleep(0.05)
-            else:
-                time.sleep(0.1)
-
-    def _utility(self, addr: str, command: list[Any], deadline: float, action: str, subject: str) -> None:
-        remaining = max(0.5, deadline - time.monotonic())
-        try:
-            result = TcpUtility(self._secret, timeout=remaining).executeCommand(addr, list(command))
-        except UtilityException as exc:
-            raise errors.Unavailable(f"{action}: cannot reach {addr}: {exc}", "NO_LEADER") from None
-        if not str(result).startswith("SUCCESS"):
-            raise errors.MembershipError(f"{action} {subject} refused by {addr}")
-
-    def _membership_change(self, start: Callable[[Callable[[Any, int], None]], None], deadline: float,
-                           action: str, node_id: str, raft_addr: str) -> None:
-        """Run one pysyncobj membership change; REQUEST_DENIED (change in progress / new leader) is retried."""
-        while True:
-            done = threading.Event()
-            outcome: list[int] = []
-
-            def callback(_res: Any, err: int) -> None:
-                outcome.append(err)
-                done.set()
-
-            start(callback)
-            if not done.wait(max(0.0, deadline - time.monotonic())):
-                log_membership_change(action, node_id, raft_addr, ok=False, error="timeout")
-                raise errors.Timeout(f"{action} {node_id}: no outcome before the deadline")
-            err = outcome[0]
-            if err == FAIL_REASON.SUCCESS:
-                return
-            if err in (FAIL_REASON.REQUEST_DENIED, FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER) \
-                    and time.monotonic() + 0.2 < deadline:
-                time.sleep(0.2)
-                continue
-            log_membership_change(action, node_id, raft_addr, ok=False, error=str(err))
-            if err == FAIL_REASON.REQUEST_DENIED:
-                raise errors.MembershipError(f"{action} {node_id} refused (another change in progress?)")
-            raise failure_for(err)
-
-    def _submit_until(self, envelope: commands.Envelope, deadline: float) -> None:
-        """Submit one command, retrying retryable failures (same request id) until the deadline."""
-        while True:
-            try:
-                result = self.submit([envelope], max(0.1, deadline - time.monotonic()))[0]
-                if not result.ok:
-                    raise errors.MembershipError(f"members table update refused: {result.error.reason}")
-                return
-            except (errors.Unavailable, errors.LeaderChanged):
-                if time.monotonic() + 0.2 >= deadline:
-                    raise
-                time.sleep(0.2)
 
     # --- maintenance thread ------------------------------------------------------------------------------
     def _maintain(self) -> None:

@@ -1,0 +1,267 @@
+"""RaftTransport: pysyncobj's TCPTransport with a hardened Raft port, peer TLS and the journal's durability hooks.
+
+What it changes in pysyncobj 0.3.17 (see DESIGN.md for why):
+- binds the host of this node's Raft address only (pysyncobj binds 0.0.0.0 unless bindAddress is set);
+- every connection is a `PeerConnection` (frame caps, no quadratic buffers, optional TLS);
+- accepted connections that have not proved the cluster secret are bounded (`MAX_PENDING_HANDSHAKES`) and
+  closed after `HANDSHAKE_TIMEOUT_SECONDS`; so are outgoing connections whose peer never answers;
+- with peer TLS, a peer announcing itself as a member must hold a certificate naming that member's host;
+- before a follower's ack or a vote leaves, the journal is made durable; incoming append_entries are trimmed
+  of the prefix this follower already holds (`trim_append_entries`).
+Every connection it closes is logged (address and reason only) and counted in
+vaultd_raft_connections_rejected_total{reason}.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import time
+from typing import Any
+
+from pysyncobj.dns_resolver import globalDnsResolver
+from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.tcp_connection import CONNECTION_STATE
+from pysyncobj.transport import TCPTransport
+
+from vaultd.observability import metrics
+from vaultd.replication import wire
+from vaultd.replication.connection import PeerConnection
+from vaultd.replication.peer_tls import PeerTls, cert_names_host
+
+log = logging.getLogger("vaultd.raft")
+
+# Messages after which a peer relies on this node's log or vote: the journal must be durable before they
+# leave (a follower's ack, votes). A leader's append_entries is NOT in the list: Raft lets the leader write
+# its log in parallel with replication as long as it does not count itself toward a commit before its own
+# fsync, and the end-of-tick sync always runs before the poll that can deliver the acks for those entries
+# (pysyncobj computes commits at the start of the next tick).
+_DURABLE_BEFORE = frozenset({"next_node_idx", "request_vote", "response_vote"})
+# pysyncobj utility commands vaultd uses (membership.py): a node removing itself asks the leader to `remove` it,
+# and leadership is moved with `transfer`. The others (`add`, `set_version`, `status`) are refused: `add`
+# would skip the strict reconfiguration checks.
+UTILITY_COMMANDS = frozenset({"remove", "transfer"})
+# One warning per reason per interval at most: a flood of junk connections must not flood the log too
+# (the counter still counts every one).
+_REJECT_LOG_INTERVAL_SECONDS = 5.0
+
+
+class _RejectLog:
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, remote: str, reason: str) -> None:
+        metrics.raft_connections_rejected_total.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._last.get(reason, float("-inf")) < _REJECT_LOG_INTERVAL_SECONDS:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        log.warning("raft connection closed", extra={"fields": {
+            "reason": reason, "remote": remote, "suppressed_since_last": self._suppressed.pop(reason, 0)}})
+
+
+class _PeerServer:
+    """pysyncobj's TcpServer surface (bind/unbind) over a listening socket bound to one host."""
+
+    def __init__(self, transport: RaftTransport, host: str, port: int) -> None:
+        self._transport = transport
+        self._host, self._port = host, port
+        self._sock: socket.socket | None = None
+
+    def bind(self) -> None:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setblocking(False)
+            sock.bind((self._host, self._port))
+            sock.listen(wire.LISTEN_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._transport._syncObj._poller.subscribe(sock.fileno(), self._on_accept,
+                                                   POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR)
+
+    def unbind(self) -> None:
+        if self._sock is not None:
+            self._transport._syncObj._poller.unsubscribe(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def _on_accept(self, _descr: int, event: int) -> None:
+        if self._sock is None:
+            return
+        for _ in range(wire.ACCEPT_BATCH):
+            try:
+                sock, _addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:   # e.g. EMFILE: try again on the next event rather than unbinding for good
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            self._transport.accept(sock)
+
+
+class RaftTransport(TCPTransport):
+    """Constructed by pysyncobj as `transportClass(syncObj, selfNode, otherNodes)`; bind the vaultd settings
+    with functools.partial (see `transport_class`)."""
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any, *,   # noqa: N803 (pysyncobj's names)
+                 frame_max: int, tls: PeerTls | None, journal: Any) -> None:
+        self._frame_max = frame_max
+        self._tls = tls
+        self._journal = journal
+        self._reject = _RejectLog()
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    # --- the port ---------------------------------------------------------------------------------------------
+    def _createServer(self) -> None:  # noqa: N802
+        host, port = self._selfNode.address.rsplit(":", 1)
+        host = host.strip("[]")
+        resolved = host if _is_ip(host) else globalDnsResolver().resolve(host)
+        if resolved is None:
+            raise RuntimeError(f"cannot resolve the Raft host {host}")
+        self._server = _PeerServer(self, resolved, int(port))
+
+    def _new_connection(self, sock: socket.socket | None = None) -> PeerConnection:
+        conf = self._syncObj.conf
+        conn = PeerConnection(self._syncObj._poller, timeout=conf.connectionTimeout, frame_max=self._frame_max,
+                              reject=self._reject, tls=(self._tls.server if sock is not None else self._tls.client)
+                              if self._tls is not None else None, sock=sock, keepalive=conf.tcp_keepalive)
+        conn.encryptor = self._syncObj.encryptor
+        return conn
+
+    def accept(self, sock: socket.socket) -> None:
+        pending = sum(1 for c in self._unknownConnections if not c.trusted)
+        if pending >= wire.MAX_PENDING_HANDSHAKES:
+            try:
+                remote = "%s:%s" % sock.getpeername()[:2]
+            except OSError:
+                remote = ""
+            sock.close()
+            self._reject(remote, "too_many_pending")
+            return
+        self._onNewIncomingConnection(self._new_connection(sock))
+
+    def addNode(self, node: Any) -> None:  # noqa: N802 (same as TCPTransport.addNode, with our connection)
+        self._nodes.add(node)
+        self._nodeAddrToNode[node.address] = node
+        if self._shouldConnect(node):
+            conn = self._new_connection()
+            conn.tls_name = node.host
+            conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
+            conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+            conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
+            self._connections[node] = conn
+
+    def _onTick(self) -> None:  # noqa: N802
+        super()._onTick()
+        now = time.monotonic()
+        stale = [c for c in list(self._unknownConnections) + list(self._connections.values())
+                 if not c.trusted and c.state != CONNECTION_STATE.DISCONNECTED
+                 and now - c.started_at > wire.HANDSHAKE_TIMEOUT_SECONDS]
+        for conn in stale:
+            conn.close_rejected("handshake_timeout")
+
+    def _onIncomingMessageReceived(self, conn: PeerConnection, message: Any) -> None:  # noqa: N802
+        """Before pysyncobj associates the connection with a node (or runs a utility command): with peer TLS the
+        client certificate must name the host of the member it claims to be (any member, for a utility)."""
+        if conn.sendRandKey and isinstance(message, list) and not (message and message[0] in UTILITY_COMMANDS):
+            # pysyncobj's own `add` would bypass the membership checks; an unknown command would reach
+            # `message in dict` with a list and raise on the tick thread.
+            self._unknownConnections.discard(conn)
+            conn.close_rejected("utility_refused")
+            return
+        if conn.sendRandKey and not isinstance(message, (str, list)):
+            # pysyncobj would raise on the tick thread (an unhashable message).
+            self._unknownConnections.discard(conn)
+            conn.close_rejected("bad_frame")
+            return
+        if self._tls is not None and conn.sendRandKey:
+            der = conn.peer_certificate()
+            if isinstance(message, str):
+                host = message.rsplit(":", 1)[0].strip("[]")
+                ok = message in self._nodeAddrToNode and cert_names_host(der, host)
+            else:
+                ok = any(cert_names_host(der, addr.rsplit(":", 1)[0].strip("[]"))
+                         for addr in [*self._nodeAddrToNode, self._selfNode.address])
+            if not ok:
+                self._unknownConnections.discard(conn)
+                conn.close_rejected("tls_identity")
+                return
+        elif conn.sendRandKey and isinstance(message, str) and message not in self._nodeAddrToNode:
+            # Not a member (vaultd has no read-only nodes): pysyncobj would drop it too, but uncounted.
+            self._unknownConnections.discard(conn)
+            conn.close_rejected("unknown_peer")
+            return
+        second_frame = bool(conn.sendRandKey)
+        super()._onIncomingMessageReceived(conn, message)
+        if second_frame and conn.state != CONNECTION_STATE.DISCONNECTED:
+            # Bound to the key this side just sent: a live secret holder, not a replay (see connection.py).
+            conn.trusted = True
+
+    # --- durability -------------------------------------------------------------------------------------------
+    def send(self, node: Any, message: Any) -> bool:
+        if isinstance(message, dict) and message.get("type") in _DURABLE_BEFORE:
+            self._journal.sync()
+        return super().send(node, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 (pysyncobj naming)
+        if isinstance(message, dict):
+            trim_append_entries(message, self._journal)
+        super()._onMessageReceived(node, message)
+
+
+def transport_class(*, frame_max: int, tls: PeerTls | None, journal: Any) -> Any:
+    """What SyncObj's transportClass parameter receives: RaftTransport with vaultd's settings bound."""
+    return functools.partial(RaftTransport, frame_max=frame_max, tls=tls, journal=journal)
+
+
+def _is_ip(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def trim_append_entries(message: dict[str, Any], journal: Any) -> None:
+    """Rewrite an append_entries so pysyncobj does not truncate entries this follower already holds.
+
+    Why: pysyncobj pipelines append_entries and moves a follower's nextIndex back on every late ack, so a
+    follower keeps receiving entries it already has; pysyncobj then truncates its log after prevLogIdx and
+    re-appends (logging CRITICAL "state machine may have diverged", rewriting the journal). Raft truncates
+    only on conflict. By the log matching property an entry with the same index and term is the same entry
+    with the same prefix, so: skip leading entries we hold with the same term, and when nothing new remains
+    and our last entry carries the leader's current term (it came from this leader), acknowledge up to it.
+    A real conflict (different term) is left to pysyncobj.
+    """
+    if message.get("type") != "append_entries" or "prevLogIdx" not in message or "transmission" in message:
+        return
+    if len(journal) == 0:
+        return
+    first, last = journal[0][1], journal[-1][1]
+
+    def term_at(index: int) -> int | None:
+        return journal[index - first][2] if first <= index <= last else None
+
+    prev, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+    if prev is None or term_at(prev) != prev_term:
+        return
+    entries = list(message.get("entries") or ())
+    skip = 0
+    while skip < len(entries) and term_at(entries[skip][1]) == entries[skip][2]:
+        skip += 1
+    if skip:
+        prev, prev_term = entries[skip - 1][1], entries[skip - 1][2]
+        entries = entries[skip:]
+    if not entries and prev < last and term_at(last) == message.get("term"):
+        prev, prev_term = last, term_at(last)
+    message["prevLogIdx"], message["prevLogTerm"], message["entries"] = prev, prev_term, entries
