@@ -60,7 +60,8 @@ def test_policy_commands_from_json_and_toml(open_node: Cluster, tmp_path: Path) 
     _json(open_node, "policy", "delete", "ops")
     gone = _run(open_node, "-o", "json", "policy", "get", "ops")
     assert gone.returncode == 1 and json.loads(gone.stderr)["error"]["reason"] == "POLICY_NOT_FOUND"
-    bad = _run(open_node, "policy", "put", "x", "-", stdin=b'{"rules": [{"vault_glob": "a", "capabilities": ["root"]}]}')
+    bad = _run(open_node, "policy", "put", "x", "-",
+               stdin=b'{"rules": [{"vault_glob": "a", "capabilities": ["root"]}]}')
     assert bad.returncode == 2 and b"INVALID_ARGUMENT" in bad.stderr
     not_json = _run(open_node, "policy", "put", "x", "-", stdin=b"rules = 1")
     assert not_json.returncode == 2 and b"not valid JSON" in not_json.stderr
