@@ -183,6 +183,9 @@ def test_tokens_replicate_and_work_on_every_node(tmp_path) -> None:
             for node in nodes:   # linearizable reads: each node's barrier makes the token and value visible
                 got = node.as_(token, node.vault, "Get", vault_pb2.GetRequest(vault="rep", key="k"))
                 assert got.value == b"v"
+            # GetVaultStats asks every peer with the root token: all three report, none is unreachable.
+            stats = nodes[0].as_(token, nodes[0].vault, "GetVaultStats", vault_pb2.GetVaultStatsRequest(name="rep"))
+            assert (list(stats.reporting_members), list(stats.unreachable_members)) == (["n1", "n2", "n3"], [])
         finally:
             for node in nodes:
                 node.channel.close()

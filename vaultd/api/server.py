@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vaultd.api.auth import Authenticator
+from vaultd.api.auth import Authenticator, bearer_metadata
 from vaultd.api.auth_service import AuthServicer
 from vaultd.api.base import MAX_SEND_BYTES
 from vaultd.api.cluster_service import ClusterServicer
@@ -120,7 +120,12 @@ def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
     fanout = StatsFanout(machine, stats, cfg.node_id)
     # Authentication sits inside the given wrappers (metrics and the audit log see its verdict) and outside
     # the decoding guard; without auth (--insecure-no-auth, by name only) there is no such wrapper at all.
-    authentication = ([Authenticator(machine, cfg.read_root_token()).wrapper()] if cfg.auth_enabled else [])
+    authentication: list[HandlerWrapper] = []
+    if cfg.auth_enabled:
+        root_token = cfg.read_root_token()
+        authentication.append(Authenticator(machine, root_token).wrapper())
+        if root_token:   # peers answer GetLocalStats (read) to the root token
+            fanout.metadata = bearer_metadata(root_token)
     registrar = Registrar(server, [*wrappers, *authentication, guard_decoding])
     vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), registrar)
     cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout),
