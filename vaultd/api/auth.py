@@ -109,8 +109,8 @@ class Authenticator:
         self._root = root_token.encode() if root_token else None
         self._root_principal = Principal(ROOT_PRINCIPAL, ROOT_PRINCIPAL, (), None)
         self._clock = clock
-        # token_id -> (revision, info, secret hash); policy names -> (revision, compiled)
-        self._tokens: dict[str, tuple[int, TokenInfo, str]] = {}
+        # token_id -> (revision, principal, secret hash); policy names -> (revision, compiled)
+        self._tokens: dict[str, tuple[int, Principal, str]] = {}
         self._grants: dict[tuple[str, ...], tuple[int, CompiledPolicies]] = {}
 
     def authenticate(self, metadata: Sequence[tuple[str, Any]] | None) -> Principal:
@@ -126,12 +126,14 @@ class Authenticator:
         found = self._token(token_id)
         if found is None or not hmac.compare_digest(_sha256(secret), found[1]):
             raise errors.unauthenticated("unknown, expired or revoked token")
-        info = found[0]
-        if info.revoked or (info.expires_at and info.expires_at <= self._clock()):
+        principal = found[0]
+        info = principal.token
+        if info is None or info.revoked or (info.expires_at and info.expires_at <= self._clock()):
             raise errors.unauthenticated("unknown, expired or revoked token")
-        return Principal(info.token_id, info.name, info.policies, self._compiled(info.policies), info)
+        return principal
 
-    def _token(self, token_id: str) -> tuple[TokenInfo, str] | None:
+    def _token(self, token_id: str) -> tuple[Principal, str] | None:
+        """(principal, secret hash) of a stored token, from the cache while the auth revision holds."""
         revision = self._machine.auth_revision
         cached = self._tokens.get(token_id)
         if cached is not None and cached[0] == revision:
@@ -140,14 +142,14 @@ class Authenticator:
             info, digest = self._machine.reader().token_with_hash(token_id)
         except TokenNotFound:
             return None
+        principal = Principal(info.token_id, info.name, info.policies, self._compiled(info.policies, revision), info)
         if len(self._tokens) >= _MAX_CACHED_TOKENS:
             self._tokens = {}
-        self._tokens[token_id] = (revision, info, digest)
-        return info, digest
+        self._tokens[token_id] = (revision, principal, digest)
+        return principal, digest
 
-    def _compiled(self, names: tuple[str, ...]) -> CompiledPolicies:
+    def _compiled(self, names: tuple[str, ...], revision: int) -> CompiledPolicies:
         """The token's policies that exist (an unknown or deleted policy grants nothing), compiled."""
-        revision = self._machine.auth_revision
         cached = self._grants.get(names)
         if cached is not None and cached[0] == revision:
             return cached[1]

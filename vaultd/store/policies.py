@@ -33,6 +33,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", re.ASCII)
 _GLOB = re.compile(r"[A-Za-z0-9_.\-*?]{1,64}", re.ASCII)
 _TOKEN_ID = re.compile(r"[0-9a-f]{16,64}", re.ASCII)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_MAX_DECIDED = 4096   # remembered decisions per compiled policy set
 
 
 def validate_policy_name(name: object, field: str = "name") -> str:
@@ -102,7 +103,7 @@ def _compile(glob: str) -> re.Pattern[str]:
 class CompiledPolicies:
     """The rules of a set of policies, ready to decide; build once per (policy set, auth revision)."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_rules", "_decided")
 
     def __init__(self, rules: Iterable[PolicyRule]) -> None:
         compiled = []
@@ -112,9 +113,19 @@ class CompiledPolicies:
             compiled.append(((exact, literal), _compile(rule.vault_glob), frozenset(rule.capabilities)))
         compiled.sort(key=lambda item: item[0], reverse=True)
         self._rules = tuple(compiled)
+        self._decided: dict[str, frozenset[str]] = {}   # vault -> capabilities; bounded, immutable rules
 
     def capabilities(self, vault: str) -> frozenset[str]:
         """What the most specific matching rules grant on `vault` (CLUSTER for cluster-wide capabilities)."""
+        decided = self._decided.get(vault)
+        if decided is None:
+            decided = self._decide(vault)
+            if len(self._decided) >= _MAX_DECIDED:
+                self._decided = {}
+            self._decided[vault] = decided
+        return decided
+
+    def _decide(self, vault: str) -> frozenset[str]:
         best = None
         granted: frozenset[str] = frozenset()
         for specificity, pattern, caps in self._rules:
