@@ -189,3 +189,31 @@ def test_tokens_replicate_and_work_on_every_node(tmp_path) -> None:
         finally:
             for node in nodes:
                 node.channel.close()
+
+
+def test_imports_with_the_same_request_id_from_two_tokens_are_two_imports(one: tuple[Cluster, Node]) -> None:
+    _, n = one
+    n.policy("importer", ("imp-*", ["import", "write", "read"]))
+    tokens = {"imp-a": n.token("a", "importer").secret, "imp-b": n.token("b", "importer").secret}
+
+    def send(token: str, vault: str) -> vault_pb2.ImportVaultResponse:
+        data = b'{"k": "v"}'
+        header = vault_pb2.ImportHeader(vault=vault, format=vault_pb2.IMPORT_FORMAT_FLAT_JSON, size=len(data),
+                                        request_id="same-import")
+        chunks = iter([vault_pb2.ImportChunk(header=header), vault_pb2.ImportChunk(data=data)])
+        return n.vault.ImportVault(chunks, metadata=_md(token), timeout=10)
+
+    for vault, token in tokens.items():
+        assert send(token, vault).imported == 1
+    for vault, token in tokens.items():
+        assert n.as_(token, n.vault, "Get", vault_pb2.GetRequest(vault=vault, key="k")).value == b"v"
+    assert send(tokens["imp-a"], "imp-a").imported == 1      # A's retry replays A's outcome
+
+
+def test_a_root_token_file_others_can_read_stops_the_node(tmp_path) -> None:
+    with Cluster(tmp_path, size=1, fsync=False, auth=True) as cluster:
+        assert cluster.root_token_file is not None
+        cluster.root_token_file.chmod(0o644)
+        with pytest.raises(RuntimeError) as info:
+            cluster.start(timeout=20)
+        assert "root token file" in str(info.value) and cluster.root_token not in str(info.value)
