@@ -36,7 +36,7 @@ from vaultd.api.decoding import UNDECODABLE
 from vaultd.api.wrapping import HandlerWrapper
 from vaultd.observability.context import Caller, current_caller
 from vaultd.store.errors import TokenNotFound
-from vaultd.store.policies import CLUSTER, LIST, CompiledPolicies, compile_policies
+from vaultd.store.policies import CLUSTER, CompiledPolicies, compile_policies
 from vaultd.store.results import TokenInfo
 
 AUTHORIZATION = "authorization"

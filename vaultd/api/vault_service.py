@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from vaultd.api import auth, convert, errors
+from vaultd.api import auth, convert, errors, targets
 from vaultd.api.base import MAX_SEND_BYTES, ServicerBase, server_stream, unary
 from vaultd.api.stats import StatsFanout
 from vaultd.observability import metrics
@@ -115,8 +115,8 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
         while next_page_token still continues the listing."""
         vaults, token = self.reader(context, request.consistency).list_vaults(request.page_size,
                                                                               request.page_token)
-        return vault_pb2.ListVaultsResponse(vaults=[convert.vault(v) for v in vaults if auth.allows(auth.LIST, v.name)],
-                                            next_page_token=token or "")
+        visible = [convert.vault(v) for v in vaults if auth.allows(targets.LIST, v.name)]
+        return vault_pb2.ListVaultsResponse(vaults=visible, next_page_token=token or "")
 
     @unary
     def DeleteVault(self, request: vault_pb2.DeleteVaultRequest,
