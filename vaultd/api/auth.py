@@ -36,7 +36,7 @@ from vaultd.api.decoding import UNDECODABLE
 from vaultd.api.wrapping import HandlerWrapper
 from vaultd.observability.context import Caller, current_caller
 from vaultd.store.errors import TokenNotFound
-from vaultd.store.policies import CLUSTER, CompiledPolicies, compile_policies
+from vaultd.store.policies import CLUSTER, TOKEN_ID_PATTERN, CompiledPolicies, compile_policies
 from vaultd.store.results import TokenInfo
 
 AUTHORIZATION = "authorization"
@@ -121,8 +121,8 @@ class Authenticator:
         if self._root is not None and hmac.compare_digest(bearer.encode(), self._root):
             return self._root_principal
         token_id, _, secret = bearer[len(TOKEN_PREFIX):].partition(".")
-        if not bearer.startswith(TOKEN_PREFIX) or not token_id or not secret:
-            raise errors.unauthenticated("malformed bearer token")
+        if not bearer.startswith(TOKEN_PREFIX) or not TOKEN_ID_PATTERN.fullmatch(token_id) or not secret:
+            raise errors.unauthenticated("malformed bearer token")   # and no store read for garbage ids
         found = self._token(token_id)
         if found is None or not hmac.compare_digest(_sha256(secret), found[1]):
             raise errors.unauthenticated("unknown, expired or revoked token")

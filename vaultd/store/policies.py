@@ -31,7 +31,7 @@ MAX_TOKEN_NAME_CHARS = 128
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", re.ASCII)
 _GLOB = re.compile(r"[A-Za-z0-9_.\-*?]{1,64}", re.ASCII)
-_TOKEN_ID = re.compile(r"[0-9a-f]{16,64}", re.ASCII)
+TOKEN_ID_PATTERN = re.compile(r"[0-9a-f]{16,64}", re.ASCII)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _MAX_DECIDED = 4096   # remembered decisions per compiled policy set
 
@@ -85,7 +85,7 @@ def validate_ttl(ttl: object) -> int:
 
 
 def validate_token_id(token_id: object) -> str:
-    if not isinstance(token_id, str) or not _TOKEN_ID.fullmatch(token_id):
+    if not isinstance(token_id, str) or not TOKEN_ID_PATTERN.fullmatch(token_id):
         raise InvalidArgument("token_id", "16-64 lowercase hex characters")
     return token_id
 
