@@ -106,8 +106,7 @@ def test_the_secret_hash_never_appears_in_results_or_reprs(drive: Driver) -> Non
     assert HASH not in repr(command)
     result = drive.one(c.Envelope("req-1", command))
     assert HASH not in repr(result)
-    row = drive.machine.reader()._txn  # the request table holds the encoded result: no hash there either
-    with row() as conn:
+    with drive.machine.reader()._txn() as conn:   # the request table holds the encoded result: no hash there
         stored = conn.execute("SELECT result FROM requests WHERE request_id = 'req-1'").get
     assert HASH.encode() not in bytes(stored)
 
