@@ -178,11 +178,13 @@ def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
 
 
 def authorize(principal: Principal, rule: targets.Rule, request: Any) -> None:
-    """Every check of the method's rule against the request; PERMISSION_DENIED (ApiError) at the first miss."""
+    """Every check of the method's rule against the request; PERMISSION_DENIED (ApiError) at the first miss.
+    Without a request to name the vaults (a request stream other than import's), a vault capability is
+    needed cluster-wide."""
     for check in rule.checks:
         if check.capability is None:
             continue
-        for vault in (check.vaults(request) if check.vaults is not None else [CLUSTER]):
+        for vault in (check.vaults(request) if check.vaults is not None and request is not None else [CLUSTER]):
             if not principal.allows(check.capability, vault):
                 raise errors.permission_denied(check.capability, vault)
 
