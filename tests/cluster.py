@@ -9,6 +9,8 @@ Stable API (other engineers' tests rely on it; extend, do not change):
 
     with Cluster(tmp_path, size=3) as cluster:          # or the `cluster3` / `cluster_factory` fixtures
         cluster.start()                                   # starts all nodes, waits until every node is ready
+        Cluster(tmp_path, auth=True)                      # nodes require tokens (--root-token-file); the
+                                                          #   root token is cluster.root_token
         n1 = cluster.nodes[0]                             # NodeProc: node_id, grpc_addr, raft_addr,
                                                           #   metrics_addr, data_dir, log_path, pid
         cluster.endpoints()                               # gRPC addresses of running nodes
