@@ -9,6 +9,8 @@ Stable API (other engineers' tests rely on it; extend, do not change):
 
     with Cluster(tmp_path, size=3) as cluster:          # or the `cluster3` / `cluster_factory` fixtures
         cluster.start()                                   # starts all nodes, waits until every node is ready
+        Cluster(tmp_path, auth=True)                      # nodes require tokens (--root-token-file); the
+                                                          #   root token is cluster.root_token
         n1 = cluster.nodes[0]                             # NodeProc: node_id, grpc_addr, raft_addr,
                                                           #   metrics_addr, data_dir, log_path, pid
         cluster.endpoints()                               # gRPC addresses of running nodes
@@ -118,7 +120,7 @@ class Cluster:
 
     def __init__(self, base_dir: str | os.PathLike[str], size: int = 3, *, fsync: bool = True,
                  extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 config_toml: str | None = None, secret: str | None = None) -> None:
+                 config_toml: str | None = None, secret: str | None = None, auth: bool = False) -> None:
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
@@ -128,6 +130,14 @@ class Cluster:
         self.secret_file = self.base_dir / "cluster-secret"
         self.secret_file.write_text(self.secret + "\n")
         self.secret_file.chmod(0o600)
+        # auth=True: nodes require tokens; `root_token` (in an owner-only file) has every capability.
+        self.root_token: str | None = None
+        self.root_token_file: Path | None = None
+        if auth:
+            self.root_token = secrets.token_urlsafe(32)
+            self.root_token_file = self.base_dir / "root-token"
+            self.root_token_file.write_text(self.root_token + "\n")
+            self.root_token_file.chmod(0o600)
         self.config_file: Path | None = None
         if config_toml is not None:
             self.config_file = self.base_dir / "vaultd.toml"
@@ -160,7 +170,8 @@ class Cluster:
             cmd += ["--config", str(self.config_file)]
         if not self.fsync:
             cmd.append("--unsafe-no-fsync")
-        cmd += ["--insecure-plaintext", "--insecure-no-auth"]
+        cmd.append("--insecure-plaintext")
+        cmd += ["--root-token-file", str(self.root_token_file)] if self.root_token_file else ["--insecure-no-auth"]
         return cmd + self.extra_args + node.extra_args
 
     # --- lifecycle ---------------------------------------------------------------------------------------

@@ -35,11 +35,12 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
+from vaultd.v1 import auth_pb2, auth_pb2_grpc, cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
 
 __all__ = [
     "VaultClient", "VaultError", "InvalidArgument", "NotFound", "AlreadyExists", "FailedPrecondition",
     "VersionMismatch", "LimitExceeded", "Unavailable", "DeadlineExceeded", "Cancelled", "InternalError",
+    "Unauthenticated", "PermissionDenied",
     "txn_put", "txn_delete", "message_to_dict", "DEFAULT_MAX_MESSAGE_BYTES",
 ]
 
@@ -111,6 +112,22 @@ class Cancelled(VaultError):
     """The call was cancelled."""
 
 
+class Unauthenticated(VaultError):
+    """UNAUTHENTICATED: the call carried no token, or a malformed, unknown, expired or revoked one."""
+
+
+class PermissionDenied(VaultError):
+    """PERMISSION_DENIED: the token lacks `capability` on `vault` (both in metadata; vault "*" = cluster-wide)."""
+
+    @property
+    def capability(self) -> str:
+        return self.metadata.get("capability", "")
+
+    @property
+    def vault(self) -> str:
+        return self.metadata.get("vault", "")
+
+
 class InternalError(VaultError):
     """INTERNAL, UNKNOWN, UNIMPLEMENTED and anything else: a server bug or version skew."""
 
@@ -125,6 +142,8 @@ _CODE_CLASSES: dict[grpc.StatusCode, type[VaultError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 
@@ -584,3 +603,50 @@ class VaultClient:
         except grpc.RpcError as err:
             raise error_from_rpc(err) from None
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+    # --- auth (policies and tokens; every method but lookup_self needs admin) ---
+    def _auth_call(self, method: str, request: Message, timeout: float | None, request_id: str = "",
+                   retry: bool = True) -> Any:
+        def invoke(endpoint: str, attempt_timeout: float, metadata: list[tuple[str, str]]) -> Any:
+            stub = auth_pb2_grpc.AuthServiceStub(self._channel(endpoint))
+            return getattr(stub, method)(request, timeout=attempt_timeout, metadata=metadata)
+        return self._call(invoke, timeout, request_id, retry)
+
+    def put_policy(self, name: str, rules: Iterable[tuple[str, Iterable[str]]], *, request_id: str | None = None,
+                   timeout: float | None = None) -> auth_pb2.Policy:
+        """Create or replace a policy; `rules` are (vault_glob, capabilities) pairs."""
+        rid = request_id or _new_request_id()
+        req = auth_pb2.Policy(name=name, request_id=rid, rules=[
+            auth_pb2.PolicyRule(vault_glob=glob, capabilities=list(caps)) for glob, caps in rules])
+        return self._auth_call("PutPolicy", req, timeout, rid)
+
+    def get_policy(self, name: str, *, timeout: float | None = None) -> auth_pb2.Policy:
+        return self._auth_call("GetPolicy", auth_pb2.GetPolicyRequest(name=name), timeout)
+
+    def list_policies(self, *, timeout: float | None = None) -> list[auth_pb2.Policy]:
+        return list(self._auth_call("ListPolicies", auth_pb2.ListPoliciesRequest(), timeout).policies)
+
+    def delete_policy(self, name: str, *, request_id: str | None = None, timeout: float | None = None) -> None:
+        rid = request_id or _new_request_id()
+        self._auth_call("DeletePolicy", auth_pb2.DeletePolicyRequest(name=name, request_id=rid), timeout, rid)
+
+    def create_token(self, name: str, policies: Iterable[str] = (), ttl_seconds: int = 0, *,
+                     request_id: str | None = None, timeout: float | None = None) -> auth_pb2.CreateTokenResponse:
+        """A new token; `.secret` (the bearer token) is in this answer only. A retry whose first attempt
+        created the token gets FailedPrecondition TOKEN_ALREADY_CREATED (metadata token_id): revoke that one."""
+        rid = request_id or _new_request_id()
+        req = auth_pb2.CreateTokenRequest(name=name, policies=list(policies), ttl_seconds=ttl_seconds,
+                                          request_id=rid)
+        return self._auth_call("CreateToken", req, timeout, rid)
+
+    def revoke_token(self, token_id: str, *, request_id: str | None = None,
+                     timeout: float | None = None) -> auth_pb2.Token:
+        rid = request_id or _new_request_id()
+        return self._auth_call("RevokeToken", auth_pb2.RevokeTokenRequest(token_id=token_id, request_id=rid),
+                               timeout, rid)
+
+    def list_tokens(self, *, timeout: float | None = None) -> list[auth_pb2.Token]:
+        return list(self._auth_call("ListTokens", auth_pb2.ListTokensRequest(), timeout).tokens)
+
+    def lookup_self(self, *, timeout: float | None = None) -> auth_pb2.Token:
+        return self._auth_call("LookupSelf", auth_pb2.LookupSelfRequest(), timeout)

@@ -22,7 +22,7 @@ from vaultd.store.machine import StateMachine
 def single_node(tmp_path: Path) -> Iterator[tuple[str, object]]:
     cfg = NodeConfig(node_id="n1", data_dir=str(tmp_path), raft_addr=f"127.0.0.1:{free_port()}",
                      grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True,
-                     grpc_max_concurrent_rpcs=2)
+                     grpc_max_concurrent_rpcs=2, insecure_no_auth=True)
     machine = StateMachine(cfg.db_path)
     node = ReplicatedNode(cfg, machine)
     node.start()

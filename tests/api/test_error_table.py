@@ -76,6 +76,14 @@ CASES = [
     (repl.UnknownOutcome("lost"), grpc.StatusCode.UNAVAILABLE, errors.AMBIGUOUS_LEADER_CHANGE, vc.Unavailable),
     (repl.MembershipError("busy"), grpc.StatusCode.FAILED_PRECONDITION, "MEMBERSHIP_CHANGE_REJECTED",
      vc.FailedPrecondition),
+    (se.PolicyNotFound("dev"), grpc.StatusCode.NOT_FOUND, "POLICY_NOT_FOUND", vc.NotFound),
+    (se.TokenNotFound("0" * 16), grpc.StatusCode.NOT_FOUND, "TOKEN_NOT_FOUND", vc.NotFound),
+    (se.TooManyPolicies(1000), grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_POLICIES", vc.LimitExceeded),
+    (se.TooManyTokens(10000), grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_TOKENS", vc.LimitExceeded),
+    (errors.unauthenticated("missing token"), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED",
+     vc.Unauthenticated),
+    (errors.permission_denied("read", "app"), grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED",
+     vc.PermissionDenied),
 ]
 
 
@@ -92,6 +100,8 @@ def test_each_failure_maps_to_one_status_with_error_info(served, exc, code, reas
         assert err.metadata == exc.metadata
     if isinstance(err, vc.VersionMismatch):
         assert (err.expected, err.actual) == (3, 4)
+    if isinstance(err, vc.PermissionDenied):
+        assert (err.capability, err.vault) == ("read", "app")
 
 
 def test_unknown_exception_is_internal_logged_without_args_and_server_keeps_serving(served, caplog) -> None:

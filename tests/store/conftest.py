@@ -72,6 +72,11 @@ def workload(seed: int, n_batches: int = 60) -> list[bytes]:
                 c.CopyVault(v, rng.choice(vaults)), c.DeleteVault(v), c.CreateVault(v, "d"),
                 c.UpdateVault(v, owner=str(i)), c.Noop(),
                 c.Import(v, rng.choice(list(c.ImportMode)), (c.ImportEntry(k, b"i"),)),
+                c.PutPolicy(rng.choice(["p1", "p2"]), (c.PolicyRule(v[:2] + "*", ("read", "write")),)),
+                c.DeletePolicy(rng.choice(["p1", "p2"])),
+                c.CreateToken(f"{rng.randint(0, 3):016x}", "t", (rng.choice(["p1", "p2"]),), "ab" * 32,
+                              rng.choice([0, 1])),
+                c.RevokeToken(f"{rng.randint(0, 3):016x}"),
             ])
             cmds.append(Envelope(f"r{rng.randint(0, 40)}" if rng.random() < 0.5 else "", cmd))
         entries.append(c.encode_batch(Batch(1000 + i * rng.choice([1, -1]) * 7, tuple(cmds))))

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from vaultd.api import errors
+from vaultd.api.auth import scoped_request_id
 from vaultd.store.commands import Command, Envelope
 from vaultd.store.results import Limits
 from vaultd.v1 import vault_pb2
@@ -62,11 +63,17 @@ class ServicerBase:
 
         A request without a client request id gets one here: the store then answers a re-delivered log entry
         (replay after a snapshot install) with the recorded result instead of ALREADY_APPLIED. Only the client's
-        own id makes its retries exactly-once.
+        own id makes its retries exactly-once. A client's id is scoped by its principal (`<token_id>/<id>`):
+        another token reusing the id gets its own entry, never this one's outcome.
         """
-        envelope = Envelope(request_id or f"srv-{uuid.uuid4().hex}", command)
+        envelope = Envelope(self.scoped(request_id) if request_id else f"srv-{uuid.uuid4().hex}", command)
         results = self.node.submit([envelope], timeout=timeout_of(context))
         return results[0].unwrap()
+
+    @staticmethod
+    def scoped(request_id: str) -> str:
+        """A client-chosen id (request or import id) in the calling principal's namespace."""
+        return scoped_request_id(request_id)
 
     def reader(self, context: grpc.ServicerContext, consistency: int = vault_pb2.CONSISTENCY_UNSPECIFIED) -> Any:
         """A reader after a read barrier (linearizable), or at once for CONSISTENCY_LOCAL."""

@@ -38,6 +38,10 @@ STORE_REASON_CODES: dict[str, grpc.StatusCode] = {
     "SNAPSHOT_INVALID": grpc.StatusCode.INTERNAL,
     "INTERNAL": grpc.StatusCode.INTERNAL,
     "ALREADY_APPLIED": grpc.StatusCode.INTERNAL,
+    "POLICY_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "TOKEN_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "TOO_MANY_POLICIES": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "TOO_MANY_TOKENS": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 # Replication failures. Unavailable is retryable as is; ambiguous outcomes (the write may have committed)
@@ -48,6 +52,12 @@ AMBIGUOUS_LEADER_CHANGE = "LEADER_CHANGED_RETRY_SAME_REQUEST_ID"
 # Membership changes the Raft library refused (e.g. one already in progress).
 MEMBERSHIP_REJECTED = "MEMBERSHIP_CHANGE_REJECTED"
 INTERNAL = "INTERNAL"
+# Authentication and authorization (vaultd.api.auth).
+UNAUTHENTICATED = "UNAUTHENTICATED"
+PERMISSION_DENIED = "PERMISSION_DENIED"
+# A CreateToken retried with the request id of one that already created a token: that token's secret was in
+# the first answer only and cannot be shown again.
+TOKEN_ALREADY_CREATED = "TOKEN_ALREADY_CREATED"
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,18 @@ class ApiError(Exception):
 
 def invalid_argument(message: str, **metadata: str) -> ApiError:
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", message, metadata)
+
+
+def unauthenticated(message: str) -> ApiError:
+    """Missing, malformed, unknown, expired or revoked token. The message never echoes the token."""
+    return ApiError(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, message)
+
+
+def permission_denied(capability: str, vault: str) -> ApiError:
+    """A valid token without `capability` on `vault` ("*" for cluster-wide capabilities such as admin)."""
+    return ApiError(grpc.StatusCode.PERMISSION_DENIED, PERMISSION_DENIED,
+                    f"the token lacks the {capability!r} capability on {vault!r}",
+                    {"capability": capability, "vault": vault})
 
 
 def from_store_error(exc: Exception) -> Failure:

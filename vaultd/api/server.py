@@ -22,6 +22,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vaultd.api.auth import Authenticator, bearer_metadata
+from vaultd.api.auth_service import AuthServicer
 from vaultd.api.base import MAX_SEND_BYTES
 from vaultd.api.cluster_service import ClusterServicer
 from vaultd.api.decoding import guard_decoding
@@ -30,13 +32,14 @@ from vaultd.api.vault_service import VaultServicer
 from vaultd.api.wrapping import HandlerWrapper, Registrar
 from vaultd.config import NodeConfig
 from vaultd.observability.health import readiness
-from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
+from vaultd.v1 import auth_pb2, auth_pb2_grpc, cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
 
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 HEALTH_INTERVAL_SECONDS = 0.2
 SERVICE_NAMES = (
     vault_pb2.DESCRIPTOR.services_by_name["VaultService"].full_name,
     cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
 )
 
 
@@ -115,10 +118,19 @@ def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
                  ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=cfg.grpc_max_concurrent_rpcs)
     fanout = StatsFanout(machine, stats, cfg.node_id)
-    registrar = Registrar(server, [*wrappers, guard_decoding])
+    # Authentication sits inside the given wrappers (metrics and the audit log see its verdict) and outside
+    # the decoding guard; without auth (--insecure-no-auth, by name only) there is no such wrapper at all.
+    authentication: list[HandlerWrapper] = []
+    if cfg.auth_enabled:
+        root_token = cfg.read_root_token()
+        authentication.append(Authenticator(machine, root_token).wrapper())
+        if root_token:   # peers answer GetLocalStats (read) to the root token
+            fanout.metadata = bearer_metadata(root_token)
+    registrar = Registrar(server, [*wrappers, *authentication, guard_decoding])
     vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), registrar)
     cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout),
                                                           registrar)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(node, machine, stats, cfg), registrar)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     reflection.enable_server_reflection(

@@ -32,6 +32,8 @@ class StatsFanout:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vaultd-stats")
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
+        # Call metadata for peers: the root token when the cluster requires tokens (set by build_server).
+        self.metadata: tuple[tuple[str, str], ...] = ()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -63,7 +65,8 @@ class StatsFanout:
 
     def _remote(self, addr: str, vault: str, timeout: float) -> cluster_pb2.LocalStats:
         stub = cluster_pb2_grpc.ClusterServiceStub(self._channel(addr))
-        return stub.GetLocalStats(cluster_pb2.GetLocalStatsRequest(name=vault), timeout=timeout)
+        return stub.GetLocalStats(cluster_pb2.GetLocalStatsRequest(name=vault), timeout=timeout,
+                                  metadata=self.metadata)
 
     def vault_stats(self, info: VaultInfo, context: grpc.ServicerContext) -> vault_pb2.VaultStats:
         remaining = context.time_remaining()

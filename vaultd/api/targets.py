@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-READ, LIST, WRITE, DELETE, EXPORT, IMPORT, ADMIN = "read", "list", "write", "delete", "export", "import", "admin"
-CAPABILITIES = (READ, LIST, WRITE, DELETE, EXPORT, IMPORT, ADMIN)
+# The capability names are the store's (it validates the policies that grant them).
+from vaultd.store.policies import ADMIN, CAPABILITIES, DELETE, EXPORT, IMPORT, LIST, READ, WRITE  # noqa: F401
 
 VAULT_SERVICE = "/vaultd.v1.VaultService/"
 CLUSTER_SERVICE = "/vaultd.v1.ClusterService/"

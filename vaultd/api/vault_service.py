@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from vaultd.api import convert, errors
+from vaultd.api import auth, convert, errors, targets
 from vaultd.api.base import MAX_SEND_BYTES, ServicerBase, server_stream, unary
 from vaultd.api.stats import StatsFanout
 from vaultd.observability import metrics
@@ -111,9 +111,12 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     @unary
     def ListVaults(self, request: vault_pb2.ListVaultsRequest,
                    context: grpc.ServicerContext) -> vault_pb2.ListVaultsResponse:
+        """Only the vaults the token may `list`; a page may come back shorter (even empty) than page_size
+        while next_page_token still continues the listing."""
         vaults, token = self.reader(context, request.consistency).list_vaults(request.page_size,
                                                                               request.page_token)
-        return vault_pb2.ListVaultsResponse(vaults=[convert.vault(v) for v in vaults], next_page_token=token or "")
+        visible = [convert.vault(v) for v in vaults if auth.allows(targets.LIST, v.name)]
+        return vault_pb2.ListVaultsResponse(vaults=visible, next_page_token=token or "")
 
     @unary
     def DeleteVault(self, request: vault_pb2.DeleteVaultRequest,
@@ -262,7 +265,7 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
         chunks = _split(entries)
         if len(chunks) <= 1:
             return self.submit(context, request_id, cmd.Import(vault, mode, tuple(chunks[0] if chunks else ())))
-        import_id = request_id
+        import_id = self.scoped(request_id)   # staged imports of different principals never meet
         self.submit(context, f"{request_id}/begin", cmd.ImportBegin(import_id, vault, mode))
         for seq, part in enumerate(chunks):
             self.submit(context, f"{request_id}/chunk/{seq}", cmd.ImportChunk(import_id, tuple(part), seq))

@@ -1,7 +1,8 @@
 """`vaultd` entry point: argument parsing, dispatch, and the exit codes scripts rely on.
 
 Exit codes (documented in README): 0 ok, 1 not found, 2 usage or invalid argument, 3 already exists or
-failed precondition (version mismatch), 4 unavailable or deadline exceeded, 5 limit exceeded, 6 other.
+failed precondition (version mismatch), 4 unavailable or deadline exceeded, 5 limit exceeded, 6 other,
+7 unauthenticated (missing, unknown, expired or revoked token) or permission denied.
 
 `serve`, `dev` and `config show` hand their remaining arguments to the modules that own them, so their
 flags are defined (and documented by --help) in one place.
@@ -15,9 +16,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from vaultd.cli import commands
+from vaultd.cli import auth_commands, commands
 from vaultd.client import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, LimitExceeded,
-                           NotFound, Unavailable, VaultClient, VaultError)
+                           NotFound, PermissionDenied, Unauthenticated, Unavailable, VaultClient, VaultError)
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -26,6 +27,7 @@ EXIT_CONFLICT = 3
 EXIT_UNAVAILABLE = 4
 EXIT_LIMIT = 5
 EXIT_OTHER = 6
+EXIT_AUTH = 7
 
 _EXIT_CODES: tuple[tuple[type[VaultError], int], ...] = (
     (NotFound, EXIT_NOT_FOUND),
@@ -35,6 +37,8 @@ _EXIT_CODES: tuple[tuple[type[VaultError], int], ...] = (
     (Unavailable, EXIT_UNAVAILABLE),
     (DeadlineExceeded, EXIT_UNAVAILABLE),
     (LimitExceeded, EXIT_LIMIT),
+    (Unauthenticated, EXIT_AUTH),
+    (PermissionDenied, EXIT_AUTH),
 )
 
 ENDPOINTS_ENV = "VAULTD_ENDPOINTS"
@@ -78,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaultd", description="vaultd: a Raft-replicated vault key-value server for secrets and config.",
         epilog="exit codes: 0 ok, 1 not found, 2 usage/invalid argument, 3 already exists/precondition failed, "
-               "4 unavailable/deadline exceeded, 5 limit exceeded, 6 other error")
+               "4 unavailable/deadline exceeded, 5 limit exceeded, 6 other error, "
+               "7 unauthenticated/permission denied")
     _client_options(parser, top=True)
     common = argparse.ArgumentParser(add_help=False)
     _client_options(common, top=False)
@@ -190,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(ls, "set", commands.limits_set, "change limits (unset options keep their value)")
     for name in ("max-vaults", "max-keys-per-vault", "max-value-size", "max-scan-results"):
         p.add_argument(f"--{name}", type=int, default=0)
+
+    auth_commands.add_parsers(top, common)   # token ..., policy ...
     return parser
 
 

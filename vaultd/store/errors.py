@@ -151,6 +151,34 @@ class VaultFull(StoreError):
         super().__init__(f"vault {vault!r} would exceed its limit of {max} keys", {"vault": vault, "max": max})
 
 
+class PolicyNotFound(StoreError):
+    reason = "POLICY_NOT_FOUND"
+
+    def __init__(self, policy: str) -> None:
+        super().__init__(f"policy {policy!r} not found", {"policy": policy})
+
+
+class TokenNotFound(StoreError):
+    reason = "TOKEN_NOT_FOUND"
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"token {token_id!r} not found", {"token_id": token_id})
+
+
+class TooManyPolicies(StoreError):
+    reason = "TOO_MANY_POLICIES"
+
+    def __init__(self, max: int) -> None:  # noqa: A002
+        super().__init__(f"the cluster already holds the maximum of {max} policies", {"max": max})
+
+
+class TooManyTokens(StoreError):
+    reason = "TOO_MANY_TOKENS"
+
+    def __init__(self, max: int) -> None:  # noqa: A002
+        super().__init__(f"the cluster already holds the maximum of {max} live tokens", {"max": max})
+
+
 class MalformedImport(StoreError):
     """`line` (1-based, dotenv) or `field` (a JSON path such as entries[3].value) says where; never the text."""
 
@@ -201,5 +229,6 @@ class StorageFailure(Exception):
 _BY_REASON: dict[str, type[StoreError]] = {
     cls.reason: cls
     for cls in (InvalidName, InvalidKey, InvalidArgument, ValueTooLarge, VaultNotFound, KeyNotFound, VaultExists,
-                VersionMismatch, TooManyVaults, VaultFull, MalformedImport, SnapshotInvalid, Internal, AlreadyApplied)
+                VersionMismatch, TooManyVaults, VaultFull, MalformedImport, SnapshotInvalid, Internal, AlreadyApplied,
+                PolicyNotFound, TokenNotFound, TooManyPolicies, TooManyTokens)
 }

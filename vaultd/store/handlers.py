@@ -14,12 +14,14 @@ from typing import Any
 import apsw
 
 from vaultd.store import commands as c
-from vaultd.store.errors import (InvalidArgument, TooManyVaults, ValueTooLarge, VaultExists, VaultFull,
-                                 VersionMismatch)
-from vaultd.store.queries import (MEMBER_COLUMNS, encode_tags, find_vault, member_from_row, read_limits,
-                                  require_vault)
+from vaultd.store import policies as pol
+from vaultd.store.errors import (InvalidArgument, TooManyPolicies, TooManyTokens, TooManyVaults, ValueTooLarge,
+                                 VaultExists, VaultFull, VersionMismatch)
+from vaultd.store.queries import (MEMBER_COLUMNS, encode_rules, encode_tags, find_vault, member_from_row,
+                                  read_limits, require_policy, require_token, require_vault)
 from vaultd.store.results import (CopyVaultResult, DeleteResult, DeleteVaultResult, ImportResult, ImportStaged,
-                                  Limits, MemberRecord, PutResult, TxnOpResult, TxnResult, VaultInfo)
+                                  Limits, MemberRecord, PolicyInfo, PutResult, TokenInfo, TxnOpResult, TxnResult,
+                                  VaultInfo)
 from vaultd.store.validation import (MAX_DESCRIPTION_CHARS, MAX_OWNER_CHARS, validate_expected_version, validate_key,
                                      validate_tags, validate_text, validate_value, validate_vault_name)
 
@@ -351,9 +353,61 @@ def drop_import(conn: apsw.Connection, staging: str) -> None:
     conn.execute("DELETE FROM imports WHERE import_id = ?", (staging,))
 
 
+# --- authorization ----------------------------------------------------------------------------------------
+
+def put_policy(ctx: Ctx, cmd: c.PutPolicy) -> PolicyInfo:
+    name = pol.validate_policy_name(cmd.name)
+    rules = pol.validate_rules(cmd.rules)
+    created = _one(ctx, "SELECT created_at FROM policies WHERE name = ?", (name,))
+    if created is None and _one(ctx, "SELECT count(*) FROM policies") >= pol.MAX_POLICIES:
+        raise TooManyPolicies(pol.MAX_POLICIES)
+    ctx.conn.execute("INSERT INTO policies (name, rules, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (name) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+                     (name, encode_rules(rules), ctx.ts, ctx.ts))
+    return require_policy(ctx.conn, name)
+
+
+def delete_policy(ctx: Ctx, cmd: c.DeletePolicy) -> PolicyInfo:
+    """Tokens naming the policy keep the name: an unknown policy grants nothing, and a policy created again
+    under the name applies to them again."""
+    info = require_policy(ctx.conn, pol.validate_policy_name(cmd.name))
+    ctx.conn.execute("DELETE FROM policies WHERE name = ?", (info.name,))
+    return info
+
+
+def create_token(ctx: Ctx, cmd: c.CreateToken) -> TokenInfo:
+    token_id = pol.validate_token_id(cmd.token_id)
+    name = pol.validate_token_name(cmd.name)
+    policies = pol.validate_token_policies(cmd.policies)
+    digest = pol.validate_secret_hash(cmd.secret_sha256)
+    ttl = pol.validate_ttl(cmd.ttl_seconds)
+    for policy in policies:   # a typo would silently grant nothing: every policy must exist now
+        require_policy(ctx.conn, policy)
+    # Revoked and expired tokens are forgotten here (by the batch time, so alike on every replica).
+    ctx.conn.execute("DELETE FROM tokens WHERE revoked = 1 OR (expires_at > 0 AND expires_at <= ?)", (ctx.ts,))
+    if _one(ctx, "SELECT 1 FROM tokens WHERE token_id = ?", (token_id,)):
+        raise InvalidArgument("token_id", "a token with this id exists")
+    if _one(ctx, "SELECT count(*) FROM tokens") >= pol.MAX_LIVE_TOKENS:
+        raise TooManyTokens(pol.MAX_LIVE_TOKENS)
+    expires_at = ctx.ts + ttl * 1_000_000_000 if ttl else 0
+    ctx.conn.execute("INSERT INTO tokens (token_id, name, policies, secret_sha256, created_at, expires_at, revoked) "
+                     "VALUES (?, ?, ?, ?, ?, ?, 0)", (token_id, name, encode_tags(policies), digest, ctx.ts,
+                                                      expires_at))
+    return require_token(ctx.conn, token_id)
+
+
+def revoke_token(ctx: Ctx, cmd: c.RevokeToken) -> TokenInfo:
+    """Idempotent: revoking a revoked token succeeds (a retry without a request id must not fail)."""
+    token_id = pol.validate_token_id(cmd.token_id)
+    require_token(ctx.conn, token_id)
+    ctx.conn.execute("UPDATE tokens SET revoked = 1 WHERE token_id = ?", (token_id,))
+    return require_token(ctx.conn, token_id)
+
+
 HANDLERS: dict[type, Callable[[Ctx, Any], Any]] = {
     c.CreateVault: create_vault, c.UpdateVault: update_vault, c.DeleteVault: delete_vault,
     c.CopyVault: copy_vault, c.Put: put, c.Delete: delete, c.Txn: txn, c.SetLimits: set_limits,
     c.SetMember: set_member, c.RemoveMember: remove_member, c.Noop: noop, c.ImportBegin: import_begin,
-    c.ImportChunk: import_chunk, c.ImportCommit: import_commit, c.Import: import_inline, c.Unknown: unknown,
+    c.ImportChunk: import_chunk, c.ImportCommit: import_commit, c.Import: import_inline, c.PutPolicy: put_policy,
+    c.DeletePolicy: delete_policy, c.CreateToken: create_token, c.RevokeToken: revoke_token, c.Unknown: unknown,
 }

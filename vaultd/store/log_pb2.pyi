@@ -35,7 +35,7 @@ class Envelope(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("create_vault", "update_vault", "delete_vault", "copy_vault", "put", "delete", "txn", "set_limits", "set_member", "remove_member", "noop", "import_begin", "import_chunk", "import_commit")
+    __slots__ = ("create_vault", "update_vault", "delete_vault", "copy_vault", "put", "delete", "txn", "set_limits", "set_member", "remove_member", "noop", "import_begin", "import_chunk", "import_commit", "put_policy", "delete_policy", "create_token", "revoke_token")
     CREATE_VAULT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_VAULT_FIELD_NUMBER: _ClassVar[int]
     DELETE_VAULT_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,10 @@ class Command(_message.Message):
     IMPORT_CHUNK_FIELD_NUMBER: _ClassVar[int]
     IMPORT_COMMIT_FIELD_NUMBER: _ClassVar[int]
     IMPORT_FIELD_NUMBER: _ClassVar[int]
+    PUT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    DELETE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     create_vault: CreateVault
     update_vault: UpdateVault
     delete_vault: DeleteVault
@@ -65,7 +69,11 @@ class Command(_message.Message):
     import_begin: ImportBegin
     import_chunk: ImportChunk
     import_commit: ImportCommit
-    def __init__(self, create_vault: _Optional[_Union[CreateVault, _Mapping]] = ..., update_vault: _Optional[_Union[UpdateVault, _Mapping]] = ..., delete_vault: _Optional[_Union[DeleteVault, _Mapping]] = ..., copy_vault: _Optional[_Union[CopyVault, _Mapping]] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., set_limits: _Optional[_Union[SetLimits, _Mapping]] = ..., set_member: _Optional[_Union[SetMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., noop: _Optional[_Union[Noop, _Mapping]] = ..., import_begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., import_chunk: _Optional[_Union[ImportChunk, _Mapping]] = ..., import_commit: _Optional[_Union[ImportCommit, _Mapping]] = ..., **kwargs) -> None: ...
+    put_policy: PutPolicy
+    delete_policy: DeletePolicy
+    create_token: CreateToken
+    revoke_token: RevokeToken
+    def __init__(self, create_vault: _Optional[_Union[CreateVault, _Mapping]] = ..., update_vault: _Optional[_Union[UpdateVault, _Mapping]] = ..., delete_vault: _Optional[_Union[DeleteVault, _Mapping]] = ..., copy_vault: _Optional[_Union[CopyVault, _Mapping]] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., set_limits: _Optional[_Union[SetLimits, _Mapping]] = ..., set_member: _Optional[_Union[SetMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., noop: _Optional[_Union[Noop, _Mapping]] = ..., import_begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., import_chunk: _Optional[_Union[ImportChunk, _Mapping]] = ..., import_commit: _Optional[_Union[ImportCommit, _Mapping]] = ..., put_policy: _Optional[_Union[PutPolicy, _Mapping]] = ..., delete_policy: _Optional[_Union[DeletePolicy, _Mapping]] = ..., create_token: _Optional[_Union[CreateToken, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeToken, _Mapping]] = ..., **kwargs) -> None: ...
 
 class CreateVault(_message.Message):
     __slots__ = ("name", "description", "owner", "tags")
@@ -234,3 +242,45 @@ class Import(_message.Message):
     mode: ImportMode
     entries: _containers.RepeatedCompositeFieldContainer[ImportEntry]
     def __init__(self, vault: _Optional[str] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., entries: _Optional[_Iterable[_Union[ImportEntry, _Mapping]]] = ...) -> None: ...
+
+class PolicyRule(_message.Message):
+    __slots__ = ("vault_glob", "capabilities")
+    VAULT_GLOB_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    vault_glob: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vault_glob: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PutPolicy(_message.Message):
+    __slots__ = ("name", "rules")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    def __init__(self, name: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+
+class DeletePolicy(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateToken(_message.Message):
+    __slots__ = ("token_id", "name", "policies", "secret_sha256", "ttl_seconds")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    SECRET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    name: str
+    policies: _containers.RepeatedScalarFieldContainer[str]
+    secret_sha256: str
+    ttl_seconds: int
+    def __init__(self, token_id: _Optional[str] = ..., name: _Optional[str] = ..., policies: _Optional[_Iterable[str]] = ..., secret_sha256: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class RevokeToken(_message.Message):
+    __slots__ = ("token_id",)
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    def __init__(self, token_id: _Optional[str] = ...) -> None: ...

@@ -43,6 +43,9 @@ class StateMachine:
         except ENVIRONMENTAL_ERRORS as exc:
             raise StorageFailure(f"cannot open {self.path}: {type(exc).__name__}") from exc
         self._reader = Reader(self.path)
+        # Node-local, in memory: bumped after every applied change to policies or tokens (and every restore),
+        # so caches of verified tokens and compiled policies know when to reload. Never part of the state.
+        self.auth_revision = 0
 
     # --- apply -------------------------------------------------------------------------------------------
 
@@ -103,6 +106,8 @@ class StateMachine:
         self.applied_index, self.applied_term = index, term
         if not all(isinstance(env.command, c.Noop) for env in batch.commands):   # barriers change no totals
             self._totals = read_totals(conn)
+        if any(isinstance(env.command, c.AUTH_COMMANDS) for env in batch.commands):
+            self.auth_revision += 1   # after COMMIT: a reader that sees the new number sees the new rows
         return results
 
     def _apply_one(self, ctx: handlers.Ctx, position: int, env: c.Envelope) -> Result:
@@ -240,6 +245,7 @@ class StateMachine:
             finally:
                 candidate.close()
             self._refresh()
+            self.auth_revision += 1
         except ENVIRONMENTAL_ERRORS as exc:
             raise StorageFailure(f"restore failed: {type(exc).__name__}") from exc
         finally:

@@ -7,13 +7,15 @@ from typing import Any
 
 import apsw
 
-from vaultd.store.errors import VaultNotFound
-from vaultd.store.results import Entry, Limits, MemberRecord, VaultInfo
+from vaultd.store.errors import PolicyNotFound, TokenNotFound, VaultNotFound
+from vaultd.store.results import Entry, Limits, MemberRecord, PolicyInfo, PolicyRule, TokenInfo, VaultInfo
 
 VAULT_COLUMNS = "name, description, owner, tags, created_at, updated_at, key_count, total_bytes, total_key_bytes"
 ENTRY_COLUMNS = "key, value, version, created_at, updated_at, revision"
 KEYS_ONLY_COLUMNS = "key, x'', version, created_at, updated_at, revision"
 MEMBER_COLUMNS = "node_id, raft_addr, grpc_addr, voter"
+POLICY_COLUMNS = "name, rules, created_at, updated_at"
+TOKEN_COLUMNS = "token_id, name, policies, created_at, expires_at, revoked"
 
 
 def vault_from_row(row: tuple[Any, ...]) -> VaultInfo:
@@ -63,3 +65,32 @@ def read_totals(conn: apsw.Connection) -> tuple[int, int, int]:
     """(vaults, keys, value bytes): O(vaults) thanks to the trigger-maintained counters."""
     return conn.execute("SELECT count(*), coalesce(sum(key_count), 0), coalesce(sum(total_bytes), 0) "
                         "FROM vaults").fetchone()
+
+
+def encode_rules(rules: tuple[PolicyRule, ...]) -> str:
+    return json.dumps([[r.vault_glob, list(r.capabilities)] for r in rules], separators=(",", ":"))
+
+
+def policy_from_row(row: tuple[Any, ...]) -> PolicyInfo:
+    name, rules, created_at, updated_at = row
+    return PolicyInfo(name, tuple(PolicyRule(glob, tuple(caps)) for glob, caps in json.loads(rules)), created_at,
+                      updated_at)
+
+
+def token_from_row(row: tuple[Any, ...]) -> TokenInfo:
+    token_id, name, policies, created_at, expires_at, revoked = row
+    return TokenInfo(token_id, name, tuple(json.loads(policies)), created_at, expires_at, bool(revoked))
+
+
+def require_policy(conn: apsw.Connection, name: str) -> PolicyInfo:
+    row = conn.execute(f"SELECT {POLICY_COLUMNS} FROM policies WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise PolicyNotFound(name)
+    return policy_from_row(row)
+
+
+def require_token(conn: apsw.Connection, token_id: str) -> TokenInfo:
+    row = conn.execute(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_id = ?", (token_id,)).fetchone()
+    if row is None:
+        raise TokenNotFound(token_id)
+    return token_from_row(row)

@@ -20,9 +20,11 @@ import apsw
 
 from vaultd.store import exchange
 from vaultd.store.errors import InvalidArgument, KeyNotFound
-from vaultd.store.queries import (ENTRY_COLUMNS, KEYS_ONLY_COLUMNS, MEMBER_COLUMNS, VAULT_COLUMNS, entry_from_row,
-                                  member_from_row, read_applied, read_limits, require_vault, vault_from_row)
-from vaultd.store.results import Entry, Limits, MemberRecord, VaultInfo
+from vaultd.store.queries import (ENTRY_COLUMNS, KEYS_ONLY_COLUMNS, MEMBER_COLUMNS, POLICY_COLUMNS, TOKEN_COLUMNS,
+                                  VAULT_COLUMNS, entry_from_row, member_from_row, policy_from_row, read_applied,
+                                  read_limits, require_policy, require_token, require_vault, token_from_row,
+                                  vault_from_row)
+from vaultd.store.results import Entry, Limits, MemberRecord, PolicyInfo, TokenInfo, VaultInfo
 from vaultd.store.schema import open_reader
 from vaultd.store.validation import prefix_successor, validate_key, validate_prefix, validate_vault_name
 
@@ -36,6 +38,8 @@ _HASHED_TABLES = (
     ("requests", "request_id"),
     ("imports", "import_id"),
     ("import_entries", "import_id, key"),
+    ("policies", "name"),
+    ("tokens", "token_id"),
 )
 
 
@@ -144,6 +148,27 @@ class Reader:
         with self._txn() as conn:
             return [member_from_row(r) for r in conn.execute(f"SELECT {MEMBER_COLUMNS} FROM members "
                                                              "ORDER BY node_id")]
+
+    # --- authorization ------------------------------------------------------------------------------------
+
+    def policy(self, name: str) -> PolicyInfo:
+        with self._txn() as conn:
+            return require_policy(conn, name)
+
+    def policies(self) -> list[PolicyInfo]:
+        with self._txn() as conn:
+            return [policy_from_row(r) for r in conn.execute(f"SELECT {POLICY_COLUMNS} FROM policies ORDER BY name")]
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every stored token (revoked and expired ones until the next CreateToken forgets them); no hashes."""
+        with self._txn() as conn:
+            return [token_from_row(r) for r in conn.execute(f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY token_id")]
+
+    def token_with_hash(self, token_id: str) -> tuple[TokenInfo, str]:
+        """A token and the sha256 (hex) of its secret, for verifying a presented token; TokenNotFound."""
+        with self._txn() as conn:
+            info = require_token(conn, token_id)
+            return info, conn.execute("SELECT secret_sha256 FROM tokens WHERE token_id = ?", (token_id,)).get
 
     def applied(self) -> tuple[int, int]:
         """(applied_index, applied_term) as committed in the database."""

@@ -17,7 +17,7 @@ from vaultd.store.errors import StoreError
 
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     r.Limits, r.VaultInfo, r.MemberRecord, r.PutResult, r.DeleteResult, r.DeleteVaultResult, r.CopyVaultResult,
-    r.TxnOpResult, r.TxnResult, r.ImportStaged, r.ImportResult)}
+    r.TxnOpResult, r.TxnResult, r.ImportStaged, r.ImportResult, r.PolicyRule, r.PolicyInfo, r.TokenInfo)}
 _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _TYPES.values()}
 
 

@@ -110,6 +110,34 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
+class PolicyRule:
+    """`capabilities` on every vault whose name matches `vault_glob` (`*` and `?` wildcards)."""
+
+    vault_glob: str
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    name: str
+    rules: tuple[PolicyRule, ...]
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as stored, without its secret hash (results and listings never carry it)."""
+
+    token_id: str
+    name: str
+    policies: tuple[str, ...]
+    created_at: int
+    expires_at: int           # 0 = never
+    revoked: bool
+
+
+@dataclass(frozen=True)
 class SnapshotInfo:
     path: str
     index: int

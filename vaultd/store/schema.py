@@ -106,8 +106,28 @@ CREATE TABLE import_entries (
 ) WITHOUT ROWID;
 """
 
+# Authorization (issue 10): policies, and tokens stored only as the sha256 of their secret.
+_V2 = """
+CREATE TABLE policies (
+    name TEXT PRIMARY KEY,
+    rules TEXT NOT NULL,                      -- JSON [[vault_glob, [capability, ...]], ...]
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tokens (
+    token_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    policies TEXT NOT NULL,                   -- JSON array of policy names
+    secret_sha256 TEXT NOT NULL,              -- hex; the secret itself is never stored
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,              -- 0 = never
+    revoked INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
 # (version, script): each runs once, in order, in one transaction with the user_version bump.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Environmental SQLite failures: never a command result (replicas would diverge); the node must stop.
