@@ -334,6 +334,14 @@ class VaultClient:
     def uses_tls(self) -> bool:
         return self._credentials is not None
 
+    def _explain(self, error: VaultError) -> VaultError:
+        """A plaintext client's failed connection to a TLS port reads only "Socket closed": say what to try."""
+        if self.uses_tls or error.reason != "CONNECTION_FAILED":
+            return error
+        hint = (f"{error.message} (this client speaks plaintext because no CA file was given; if the server uses "
+                f"TLS, pass ca_file=, --ca-file or {ENV_CA_FILE})")
+        return type(error)(error.code, error.reason, hint, error.metadata)
+
     # context manager / lifecycle
     def __enter__(self) -> VaultClient:
         return self
@@ -398,7 +406,7 @@ class VaultClient:
                 self._preferred = endpoint_index
                 return result
             except grpc.RpcError as err:
-                error = error_from_rpc(err)
+                error = self._explain(error_from_rpc(err))
             attempt += 1
             if not retry or not _retryable(error):
                 raise error
@@ -622,7 +630,7 @@ class VaultClient:
             return self._cluster(endpoint).GetStatus(cluster_pb2.GetStatusRequest(), metadata=self._auth,
                                                      timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            raise self._explain(error_from_rpc(err)) from None
 
     def add_member(self, node_id: str, raft_addr: str, grpc_addr: str = "", *,
                    timeout: float | None = None) -> cluster_pb2.MembershipResponse:
@@ -648,5 +656,5 @@ class VaultClient:
         try:
             resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout, metadata=self._auth)
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            raise self._explain(error_from_rpc(err)) from None
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
