@@ -136,7 +136,7 @@ class Cluster:
         self.tls_dir = self.base_dir / "tls"
         self._ca: Any = None
         self.ca_file: Path | None = None
-        self.client_cert: tuple[Path, Path] | None = None     # (cert, key) when mtls
+        self.client_cert: tuple[Path, Path] | None = None     # (cert, key); presented by client() when mtls
         self.token = ""
         self.token_file = self.base_dir / "root-token"
         if secure:

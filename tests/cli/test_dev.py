@@ -3,6 +3,7 @@ the `export` lines that make the CLI work, stops cleanly, resumes its data."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -150,8 +151,12 @@ def test_dev_mtls_prints_the_client_certificate_lines(tmp_path: Path) -> None:
         dev.wait_for("cluster ready (TLS with client certificates")
         env = dev.exports()
         assert {"VAULTD_CERT_FILE", "VAULTD_KEY_FILE"} <= set(env)
-        got = _cli(env, "-o", "json", "vault", "list")
+        assert _cli(env, "key", "put", "demo", "k", "-", stdin=b"v").returncode == 0
+        # stats fan out node to node: each node verifies the others and presents its own certificate
+        got = _cli(env, "-o", "json", "vault", "stats", "demo")
         assert got.returncode == 0, got.stderr.decode()
+        stats = json.loads(got.stdout)
+        assert sorted(stats["reporting_members"]) == ["n1", "n2", "n3"] and not stats["unreachable_members"]
         without_cert = {k: v for k, v in env.items() if k not in ("VAULTD_CERT_FILE", "VAULTD_KEY_FILE")}
         refused = _cli(without_cert, "--timeout", "2", "vault", "list")
         assert refused.returncode == 4, refused.stderr.decode()

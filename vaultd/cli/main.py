@@ -268,9 +268,12 @@ def _passthrough(argv: list[str]) -> int | None:
 def client_from_args(args: argparse.Namespace) -> VaultClient:
     """Flags first, then the VAULTD_* environment (as VaultClient.from_env reads it)."""
     env = os.environ
-    token_file = args.token_file or env.get(ENV_TOKEN_FILE)
-    token = read_token_file(args.token_file) if args.token_file else (
-        env.get(ENV_TOKEN) or (read_token_file(token_file) if token_file else None))
+    if args.token_file:
+        token: str | None = read_token_file(args.token_file)
+    elif env.get(ENV_TOKEN):
+        token = env[ENV_TOKEN]
+    else:
+        token = read_token_file(env[ENV_TOKEN_FILE]) if env.get(ENV_TOKEN_FILE) else None
     return VaultClient(args.endpoints or default_endpoints(), timeout=args.timeout,
                        ca_file=args.ca_file or env.get(ENV_CA_FILE) or None,
                        cert_file=args.cert_file or env.get(ENV_CERT_FILE) or None,
