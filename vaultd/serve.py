@@ -5,9 +5,9 @@ it on the first tick); Raft before the gRPC server (servicers need the node); th
 /readyz never answers for a half-built node. Shutdown runs in reverse: stop accepting RPCs and let in-flight
 ones finish (grace period), stop Raft (final journal fsync), then close SQLite and the access statistics.
 
-Signals: SIGTERM/SIGINT stop the node; SIGHUP runs every reload hook (`reload_hooks`: the TLS certificate is
-re-read; other parts add theirs with one `hooks.append(...)`), each on its own so one failing hook neither
-stops the others nor the node.
+Signals: SIGTERM/SIGINT stop the node; SIGHUP runs every reload hook (the list `reload_hooks` in run(): the
+TLS certificate is re-read; other parts add theirs with one `reload_hooks.append(...)`), each on its own, so
+one failing hook neither stops the others nor the node.
 
 Core dumps are disabled once the configuration is valid, before the store opens (RLIMIT_CORE=0 and
 PR_SET_DUMPABLE=0, which also keeps other processes of the same user from ptrace-attaching): a dump of this
@@ -20,7 +20,6 @@ Exit codes: 0 clean shutdown, 1 startup failure (port in use, unreadable data), 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import resource
@@ -53,10 +52,9 @@ def disable_core_dumps() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (OSError, ValueError) as exc:
         log.warning("could not set RLIMIT_CORE to 0: %s", exc)
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)   # the process's own symbols, libc's prctl among them
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(ctypes.get_errno()))
 
