@@ -216,3 +216,22 @@ def test_core_dumps_are_disabled(tls_cluster: Cluster) -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60, cwd=str(REPO))
     assert out.stdout.strip() == b"0", out.stderr.decode()
 
+
+
+def test_stats_fan_out_verifies_the_peers_certificates(cluster_factory: Callable[..., Cluster],
+                                                        tmp_path: Path) -> None:
+    """A node told to trust another CA cannot verify its peers, so their statistics are reported missing;
+    a node with the right CA gets every member's."""
+    cluster = cluster_factory(2, start=False, fsync=False)
+    other_ca = tmp_path / "other-ca.crt"
+    other_ca.write_bytes(CertificateAuthority("not the cluster's CA").cert_pem)
+    distrustful, trusting = cluster.nodes
+    distrustful.extra_args = ["--tls-ca", str(other_ca)]          # the last --tls-ca wins
+    cluster.start()
+    cluster.client(timeout=10.0).put("fanout", "k", b"v")
+    stats = cluster.client([distrustful], timeout=10.0).vault_stats("fanout")
+    assert list(stats.unreachable_members) == [trusting.node_id]
+    assert list(stats.reporting_members) == [distrustful.node_id]
+    stats = cluster.client([trusting], timeout=10.0).vault_stats("fanout")
+    assert sorted(stats.reporting_members) == sorted(n.node_id for n in cluster.nodes)
+    assert not stats.unreachable_members
