@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -157,12 +158,12 @@ def serve_command(node: DevNode, nodes: list[DevNode], data_dir: Path, secret: P
 
 
 def env_lines(nodes: list[DevNode], pki: DevPKI, token: Path, mtls: bool) -> list[str]:
-    """The shell lines that point the CLI and VaultClient.from_env() at this cluster."""
-    lines = [f"export VAULTD_ENDPOINTS={','.join(n.grpc_addr for n in nodes)}",
-             f"export VAULTD_CA_FILE={pki.ca}", f"export VAULTD_TOKEN_FILE={token}"]
+    """The shell lines that point the CLI and VaultClient.from_env() at this cluster (paths shell-quoted)."""
+    values = {"VAULTD_ENDPOINTS": ",".join(n.grpc_addr for n in nodes), "VAULTD_CA_FILE": str(pki.ca),
+              "VAULTD_TOKEN_FILE": str(token)}
     if mtls:
-        lines += [f"export VAULTD_CERT_FILE={pki.client_cert}", f"export VAULTD_KEY_FILE={pki.client_key}"]
-    return lines
+        values.update(VAULTD_CERT_FILE=str(pki.client_cert), VAULTD_KEY_FILE=str(pki.client_key))
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
 
 class _Stop(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shlex
 import signal
 import socket
 import subprocess
@@ -66,7 +67,7 @@ class DevProcess:
             if not line.startswith("export "):
                 return out
             name, _, value = line.removeprefix("export ").partition("=")
-            out[name] = value
+            out[name] = shlex.split(value)[0]
 
     def stop(self, sig: int) -> int:
         self.proc.send_signal(sig)
