@@ -63,7 +63,7 @@ def default_endpoints() -> str:
     return os.environ.get(ENDPOINTS_ENV) or ",".join(DEFAULT_ENDPOINTS)
 
 
-class UsageError(Exception):
+class ParseError(Exception):
     """Raised by QuietParser instead of exiting, so main() prints one sanitized message."""
 
     def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
@@ -94,10 +94,10 @@ def sanitize_usage_message(message: str) -> str:
 
 
 class QuietParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors raise UsageError (subparsers inherit the class)."""
+    """An ArgumentParser whose usage errors raise ParseError (subparsers inherit the class)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(self, message)
+        raise ParseError(self, message)
 
 
 def _client_options(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -308,7 +308,7 @@ def _main(args_list: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
-    except UsageError as exc:
+    except ParseError as exc:
         exc.parser.print_usage(sys.stderr)
         print(f"{exc.parser.prog}: error: {sanitize_usage_message(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
