@@ -6,7 +6,8 @@ Matrix: 1 and 3 nodes x fsync on/off x 1/16/64 concurrent clients (each client o
 100-byte value under a unique key), then linearizable vs local gets (3 nodes, fsync on, 16 and 64 clients).
 `--inprocess` instead measures the replication layer alone: ReplicatedNode.submit from threads against
 nodes in this process (no gRPC; all nodes share one GIL, so 3-node figures understate separate processes).
-Clients run in up to 4 separate processes (threads inside each) so the Python client's GIL is not the
+Clusters run as `serve` does by default: TLS and a bearer token (benchmarks.bench_security measures what
+that costs against plaintext without authentication). Clients run in up to 4 separate processes (threads inside each) so the Python client's GIL is not the
 bottleneck being measured, and rotate over the nodes' endpoints (writes on followers are forwarded).
 All processes share this machine's cores: the figures are for comparison, not capacity planning.
 """
@@ -30,7 +31,7 @@ MAX_PROCS = 4
 
 
 def _worker(endpoints: list[str], threads: int, start_at: float, seconds: float, op: str, tag: str,
-            consistency: str, result_queue: Any) -> None:
+            consistency: str, result_queue: Any, client_kwargs: dict[str, Any]) -> None:
     """One client process: `threads` closed-loop clients; reports latencies (ms) and error count."""
     from vaultd.client import VaultClient, VaultError
 
@@ -41,7 +42,7 @@ def _worker(endpoints: list[str], threads: int, start_at: float, seconds: float,
     def run(t: int) -> None:
         nonlocal errors
         rotated = endpoints[t % len(endpoints):] + endpoints[:t % len(endpoints)]
-        client = VaultClient(rotated, timeout=10)
+        client = VaultClient(rotated, timeout=10, **client_kwargs)
         mine: list[float] = []
         bad = 0
         i = 0
@@ -84,7 +85,8 @@ def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency
         start_at = time.time() + 2.0
     tag = f"{op}{clients}{time.time_ns()}"
     workers = [ctx.Process(target=_worker, args=(cluster.endpoints(), n, start_at, seconds, op, f"{tag}{i}",
-                                                 consistency, queue)) for i, n in enumerate(per)]
+                                                 consistency, queue, cluster.client_kwargs()))
+               for i, n in enumerate(per)]
     changes_before = _leader_changes(cluster)
     for w in workers:
         w.start()

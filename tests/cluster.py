@@ -2,6 +2,11 @@
 
 Each node is `python -m vaultd.serve ...` on 127.0.0.1 free ports, with its data directory, a shared
 cluster-secret file and a log file (stdout+stderr, appended across restarts) under the cluster's base dir.
+Clusters are secure by default, as `serve` is: a throwaway CA (base_dir/tls/ca.crt), a certificate per node
+(tls/<node_id>.crt, SANs 127.0.0.1 and localhost) and a root token file (base_dir/root-token, 0600); nodes
+run with --tls-cert/--tls-key/--tls-ca/--root-token-file, and `client()` / `channel()` / `call_metadata()`
+use the CA and the token. `mtls=True` also requires client certificates (tls/client.crt; `client()` presents
+it); `secure=False` runs the nodes with --insecure-plaintext --insecure-no-auth.
 Everything is bounded in time; `close()` (also the context manager exit and the fixtures' teardown) always
 resumes stopped nodes and kills every process it started.
 
@@ -9,8 +14,6 @@ Stable API (other engineers' tests rely on it; extend, do not change):
 
     with Cluster(tmp_path, size=3) as cluster:          # or the `cluster3` / `cluster_factory` fixtures
         cluster.start()                                   # starts all nodes, waits until every node is ready
-        Cluster(tmp_path, auth=True)                      # nodes require tokens (--root-token-file); the
-                                                          #   root token is cluster.root_token
         n1 = cluster.nodes[0]                             # NodeProc: node_id, grpc_addr, raft_addr,
                                                           #   metrics_addr, data_dir, log_path, pid
         cluster.endpoints()                               # gRPC addresses of running nodes
@@ -27,6 +30,9 @@ Stable API (other engineers' tests rely on it; extend, do not change):
         cluster.wait_ready([n1], timeout=30)
         cluster.logs()                                    # {node_id: log text} for grepping (secrets!)
         cluster.metrics(n1)                               # /metrics text ; cluster.metric(n1, name) -> float
+        cluster.channel(n1)                               # a raw grpc channel to n1 (TLS when secure)
+        cluster.call_metadata()                           # [("authorization", "Bearer <root token>")] or []
+        cluster.ca_file, cluster.token, cluster.client_cert  # the PKI (None / "" when not secure)
 
 Readiness is the node's own /readyz (HTTP 200 when it has a leader and has caught up), the same definition
 as gRPC health. Node flags can be extended per cluster (`extra_args`) or per node (`add_node(extra_args=)`).
@@ -120,24 +126,36 @@ class Cluster:
 
     def __init__(self, base_dir: str | os.PathLike[str], size: int = 3, *, fsync: bool = True,
                  extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 config_toml: str | None = None, secret: str | None = None, auth: bool = False) -> None:
+                 config_toml: str | None = None, secret: str | None = None, secure: bool = True,
+                 mtls: bool = False) -> None:
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
+        self.secure = secure
+        self.mtls = mtls and secure
+        self.tls_dir = self.base_dir / "tls"
+        self._ca: Any = None
+        self.ca_file: Path | None = None
+        self.client_cert: tuple[Path, Path] | None = None     # (cert, key); presented by client() when mtls
+        self.token = ""
+        self.token_file = self.base_dir / "root-token"
+        if secure:
+            from vaultd.tls import CertificateAuthority, write_private
+
+            self.tls_dir.mkdir(exist_ok=True)
+            self._ca = CertificateAuthority("vaultd test CA")
+            self.ca_file = self.tls_dir / "ca.crt"
+            self.ca_file.write_bytes(self._ca.cert_pem)
+            self.client_cert = (self.tls_dir / "client.crt", self.tls_dir / "client.key")
+            self._ca.issue("test-client").write(*self.client_cert)
+            self.token = secrets.token_urlsafe(32)
+            write_private(self.token_file, (self.token + "\n").encode())
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.secret = secret or secrets.token_urlsafe(32)
         self.secret_file = self.base_dir / "cluster-secret"
         self.secret_file.write_text(self.secret + "\n")
         self.secret_file.chmod(0o600)
-        # auth=True: nodes require tokens; `root_token` (in an owner-only file) has every capability.
-        self.root_token: str | None = None
-        self.root_token_file: Path | None = None
-        if auth:
-            self.root_token = secrets.token_urlsafe(32)
-            self.root_token_file = self.base_dir / "root-token"
-            self.root_token_file.write_text(self.root_token + "\n")
-            self.root_token_file.chmod(0o600)
         self.config_file: Path | None = None
         if config_toml is not None:
             self.config_file = self.base_dir / "vaultd.toml"
@@ -156,8 +174,14 @@ class Cluster:
                         grpc_addr=f"127.0.0.1:{free_port()}", metrics_addr=f"127.0.0.1:{free_port()}",
                         data_dir=self.base_dir / node_id, log_path=self.base_dir / f"{node_id}.log",
                         extra_args=list(extra_args))
+        if self._ca is not None:
+            self._ca.issue(node_id).write(*self.node_cert(node))
         self.nodes.append(node)
         return node
+
+    def node_cert(self, node: NodeProc) -> tuple[Path, Path]:
+        """(certificate, key) paths `node` serves with (replace their content and SIGHUP to rotate)."""
+        return self.tls_dir / f"{node.node_id}.crt", self.tls_dir / f"{node.node_id}.key"
 
     def command(self, node: NodeProc) -> list[str]:
         """The exact command line used to start `node`."""
@@ -170,8 +194,14 @@ class Cluster:
             cmd += ["--config", str(self.config_file)]
         if not self.fsync:
             cmd.append("--unsafe-no-fsync")
-        cmd.append("--insecure-plaintext")
-        cmd += ["--root-token-file", str(self.root_token_file)] if self.root_token_file else ["--insecure-no-auth"]
+        if self.secure:
+            cert, key = self.node_cert(node)
+            cmd += ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(self.ca_file),
+                    "--root-token-file", str(self.token_file)]
+            if self.mtls:
+                cmd += ["--tls-client-ca", str(self.ca_file)]
+        else:
+            cmd += ["--insecure-plaintext", "--insecure-no-auth"]
         return cmd + self.extra_args + node.extra_args
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -319,12 +349,49 @@ class Cluster:
         return node
 
     def client(self, nodes: Iterable[NodeProc] | None = None, **kwargs: Any) -> Any:
-        """A vaultd.client.VaultClient over the given (default: running) nodes; closed by close()."""
+        """A vaultd.client.VaultClient over the given (default: running) nodes with the cluster's CA, root
+        token and (mtls) client certificate, unless kwargs say otherwise; closed by close()."""
         from vaultd.client import VaultClient
 
-        c = VaultClient(self.endpoints(nodes), **kwargs)
+        c = VaultClient(self.endpoints(nodes), **{**self.client_kwargs(), **kwargs})
         self._clients.append(c)
         return c
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """What VaultClient needs to reach this cluster (empty for an insecure one)."""
+        if not self.secure:
+            return {}
+        out: dict[str, Any] = {"ca_file": str(self.ca_file), "token": self.token}
+        if self.mtls and self.client_cert is not None:
+            out.update(cert_file=str(self.client_cert[0]), key_file=str(self.client_cert[1]))
+        return out
+
+    def client_env(self) -> dict[str, str]:
+        """VAULTD_* variables that point the CLI (or VaultClient.from_env) at this cluster."""
+        env = {"VAULTD_ENDPOINTS": ",".join(self.endpoints())}
+        if self.secure:
+            env.update(VAULTD_CA_FILE=str(self.ca_file), VAULTD_TOKEN_FILE=str(self.token_file))
+            if self.mtls and self.client_cert is not None:
+                env.update(VAULTD_CERT_FILE=str(self.client_cert[0]), VAULTD_KEY_FILE=str(self.client_cert[1]))
+        return env
+
+    def channel(self, node: NodeProc, options: Sequence[tuple[str, Any]] = ()) -> Any:
+        """A raw grpc channel to `node`, TLS (and mTLS) as the cluster runs; the caller closes it. Send
+        `call_metadata()` with every call."""
+        import grpc
+
+        if not self.secure:
+            return grpc.insecure_channel(node.grpc_addr, options=list(options))
+        from vaultd.tls import channel_credentials
+
+        mtls = self.mtls and self.client_cert is not None
+        cert, key = (str(self.client_cert[0]), str(self.client_cert[1])) if mtls else (None, None)
+        return grpc.secure_channel(node.grpc_addr, channel_credentials(str(self.ca_file), cert, key),
+                                   options=list(options))
+
+    def call_metadata(self) -> list[tuple[str, str]]:
+        """The metadata every call needs: the root token as a bearer token (nothing on an insecure cluster)."""
+        return [("authorization", f"Bearer {self.token}")] if self.token else []
 
     def logs(self) -> dict[str, str]:
         return {n.node_id: n.read_log() for n in self.nodes}

@@ -1,8 +1,15 @@
 """Python client for vaultd: failover across endpoints, safe retries, typed errors, streaming export/import.
 
-    with VaultClient(["127.0.0.1:7101", "127.0.0.1:7102"]) as c:
+    with VaultClient(["127.0.0.1:7101", "127.0.0.1:7102"], ca_file="ca.crt", token=token) as c:
         c.put("payments", "stripe_key", b"sk_live_...")
         print(c.get("payments", "stripe_key").value)
+
+    with VaultClient.from_env() as c:     # VAULTD_ENDPOINTS, VAULTD_CA_FILE, VAULTD_TOKEN_FILE, ... (as the CLI)
+        ...
+
+Transport: TLS exactly when a CA file is given (the server's certificate is verified against it; with
+cert_file/key_file the client also presents a certificate, for servers that require mTLS), else plaintext.
+Every call carries `authorization: Bearer <token>` when a token is given.
 
 Why retries are safe: every write carries a request id generated once per logical call (uuid4) and reused
 by every attempt, and the server's state machine returns the first outcome for a repeated id. So the client
@@ -35,6 +42,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from vaultd import tls
 from vaultd.v1 import auth_pb2, auth_pb2_grpc, cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
 
 __all__ = [
@@ -49,6 +57,12 @@ DEFAULT_TIMEOUT = 10.0
 # default); beyond this the caller should page with a smaller page_size.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 IMPORT_CHUNK_BYTES = 256 * 1024
+ENV_ENDPOINTS = "VAULTD_ENDPOINTS"
+ENV_CA_FILE = "VAULTD_CA_FILE"
+ENV_CERT_FILE = "VAULTD_CERT_FILE"
+ENV_KEY_FILE = "VAULTD_KEY_FILE"
+ENV_TOKEN = "VAULTD_TOKEN"
+ENV_TOKEN_FILE = "VAULTD_TOKEN_FILE"
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 1.0
 
@@ -255,6 +269,27 @@ def _new_request_id() -> str:
     return str(uuid.uuid4())
 
 
+def read_token_file(path: str) -> str:
+    """The token on the first line of `path` (the message of a failure names the file, never its content)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"cannot read token file {path}: {reason}") from None
+    if not token:
+        raise ValueError(f"token file {path} is empty")
+    return token
+
+
+def _auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    if not token:
+        return ()
+    if not all(0x21 <= ord(ch) <= 0x7E for ch in token):   # what an HTTP/2 header value can carry unquoted
+        raise ValueError("the token holds characters other than printable ASCII (spaces and newlines included)")
+    return (("authorization", f"Bearer {token}"),)
+
+
 # --- the client -----------------------------------------------------------------------------------------
 
 class VaultClient:
@@ -263,11 +298,16 @@ class VaultClient:
     `timeout` is each call's total budget including retries and failover; `attempt_timeout` bounds one
     attempt on one node (default: half the remaining budget for unary calls when there are several
     endpoints), so a hung node costs at most that before the next endpoint is tried.
+
+    `ca_file` (PEM) turns TLS on and is what the servers' certificates are verified against; `cert_file` and
+    `key_file` add a client certificate (mTLS). `token` is sent as `authorization: Bearer <token>` on every
+    call. Unreadable or mismatched files raise ValueError (vaultd.tls.TLSFileError) here, not on the first call.
     """
 
     def __init__(self, endpoints: Sequence[str] | str, timeout: float = DEFAULT_TIMEOUT,
                  attempt_timeout: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 channel_options: Sequence[tuple[str, Any]] = ()) -> None:
+                 channel_options: Sequence[tuple[str, Any]] = (), *, ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None, token: str | None = None) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
         self.endpoints = [e.strip() for e in endpoints]
@@ -284,10 +324,42 @@ class VaultClient:
             ("grpc.enable_retries", 0),  # retries are ours: same request id, failover, deadline-bounded
             *channel_options,
         ]
+        if (cert_file or key_file) and not ca_file:
+            raise ValueError("a client certificate (cert_file/key_file) needs ca_file: TLS is on only with a CA")
+        self._credentials = tls.channel_credentials(ca_file, cert_file, key_file) if ca_file else None
+        self._auth = _auth_metadata(token)
         self._channels: dict[str, grpc.Channel] = {}
         self._channels_lock = threading.Lock()
         self._preferred = 0
         self._closed = False
+
+    @classmethod
+    def from_env(cls, endpoints: Sequence[str] | str | None = None, **kwargs: Any) -> VaultClient:
+        """A client configured as the CLI is: endpoints from VAULTD_ENDPOINTS (unless given), TLS files from
+        VAULTD_CA_FILE / VAULTD_CERT_FILE / VAULTD_KEY_FILE, the token from VAULTD_TOKEN or the file named by
+        VAULTD_TOKEN_FILE. Keyword arguments win over the environment."""
+        env = os.environ
+        endpoints = endpoints or env.get(ENV_ENDPOINTS, "")
+        if not endpoints:
+            raise ValueError(f"no endpoints: pass them or set {ENV_ENDPOINTS}=host:port,host:port")
+        for name, var in (("ca_file", ENV_CA_FILE), ("cert_file", ENV_CERT_FILE), ("key_file", ENV_KEY_FILE)):
+            kwargs.setdefault(name, env.get(var) or None)
+        if "token" not in kwargs:
+            kwargs["token"] = env.get(ENV_TOKEN) or (read_token_file(env[ENV_TOKEN_FILE])
+                                                     if env.get(ENV_TOKEN_FILE) else None)
+        return cls(endpoints, **kwargs)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self._credentials is not None
+
+    def _explain(self, error: VaultError) -> VaultError:
+        """A plaintext client's failed connection to a TLS port reads only "Socket closed": say what to try."""
+        if self.uses_tls or error.reason != "CONNECTION_FAILED":
+            return error
+        hint = (f"{error.message} (this client speaks plaintext because no CA file was given; if the server uses "
+                f"TLS, pass ca_file=, --ca-file or {ENV_CA_FILE})")
+        return type(error)(error.code, error.reason, hint, error.metadata)
 
     # context manager / lifecycle
     def __enter__(self) -> VaultClient:
@@ -313,7 +385,9 @@ class VaultClient:
                 raise RuntimeError("VaultClient is closed")
             channel = self._channels.get(endpoint)
             if channel is None:
-                channel = self._channels[endpoint] = grpc.insecure_channel(endpoint, options=self._options)
+                channel = self._channels[endpoint] = (
+                    grpc.secure_channel(endpoint, self._credentials, options=self._options)
+                    if self._credentials is not None else grpc.insecure_channel(endpoint, options=self._options))
             return channel
 
     def _vault(self, endpoint: str) -> vault_pb2_grpc.VaultServiceStub:
@@ -338,7 +412,7 @@ class VaultClient:
         """Run invoke(endpoint, attempt_timeout, metadata) with failover and backoff until the deadline."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        metadata = [("x-request-id", request_id)] if request_id else []
+        metadata = [*self._auth, *([("x-request-id", request_id)] if request_id else [])]
         backoff = _BACKOFF_START
         attempt = 0
         while True:
@@ -351,7 +425,7 @@ class VaultClient:
                 self._preferred = endpoint_index
                 return result
             except grpc.RpcError as err:
-                error = error_from_rpc(err)
+                error = self._explain(error_from_rpc(err))
             attempt += 1
             if not retry or not _retryable(error):
                 raise error
@@ -572,10 +646,10 @@ class VaultClient:
         if endpoint is None:
             return self._unary("cluster", "GetStatus", cluster_pb2.GetStatusRequest(), timeout)
         try:
-            return self._cluster(endpoint).GetStatus(cluster_pb2.GetStatusRequest(),
+            return self._cluster(endpoint).GetStatus(cluster_pb2.GetStatusRequest(), metadata=self._auth,
                                                      timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            raise self._explain(error_from_rpc(err)) from None
 
     def add_member(self, node_id: str, raft_addr: str, grpc_addr: str = "", *,
                    timeout: float | None = None) -> cluster_pb2.MembershipResponse:
@@ -599,9 +673,9 @@ class VaultClient:
         """grpc.health.v1 status of one node ("SERVING", "NOT_SERVING", ...), no failover."""
         stub = health_pb2_grpc.HealthStub(self._channel(endpoint or self.current_endpoint))
         try:
-            resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout, metadata=self._auth)
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            raise self._explain(error_from_rpc(err)) from None
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
     # --- auth (policies and tokens; every method but lookup_self needs admin) ---

@@ -5,23 +5,34 @@ it on the first tick); Raft before the gRPC server (servicers need the node); th
 /readyz never answers for a half-built node. Shutdown runs in reverse: stop accepting RPCs and let in-flight
 ones finish (grace period), stop Raft (final journal fsync), then close SQLite and the access statistics.
 
+Signals: SIGTERM/SIGINT stop the node; SIGHUP runs every reload hook (the list `reload_hooks` in run(): the
+TLS certificate is re-read; other parts add theirs with one `reload_hooks.append(...)`), each on its own, so
+one failing hook neither stops the others nor the node.
+
+Core dumps are disabled once the configuration is valid, before the store opens (RLIMIT_CORE=0 and
+PR_SET_DUMPABLE=0, which also keeps other processes of the same user from ptrace-attaching): a dump of this
+process would hold every value it served, the cluster secret and the root token.
+
 Exit codes: 0 clean shutdown, 1 startup failure (port in use, unreadable data), 2 configuration error
 (including a missing cluster secret), 70 storage failure while applying (see replication.node.exit_process).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from prometheus_client import REGISTRY
 
 from vaultd import config
 from vaultd.config import ConfigError, NodeConfig
+from vaultd.tls import TLSFileError, load_ca_bundle, load_certificate_pair
 
 log = logging.getLogger("vaultd.serve")
 
@@ -32,6 +43,57 @@ NO_SECRET_MESSAGE = (
     "traffic with it (without one, anyone who can reach the port can run code on this node). Put one line of "
     "random text (at least 32 bytes) in a file readable only by vaultd and pass --cluster-secret-file FILE (or set "
     "VAULTD_CLUSTER_SECRET); use the same secret on every member. `vaultd dev` generates one for local use.")
+PR_SET_DUMPABLE = 4
+
+
+def disable_core_dumps() -> None:
+    """No core file, and no ptrace by same-user processes; logged (not fatal) where the OS refuses."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as exc:
+        log.warning("could not set RLIMIT_CORE to 0: %s", exc)
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)   # the process's own symbols, libc's prctl among them
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(ctypes.get_errno()))
+
+
+def check_tls_files(cfg: NodeConfig) -> None:
+    """Unreadable, unparsable or mismatched TLS files are a configuration error (exit 2), found before the
+    node starts rather than in the first failed handshake."""
+    if cfg.tls_enabled:
+        load_certificate_pair(cfg.tls_cert, cfg.tls_key)
+    for path, what in ((cfg.tls_client_ca, "client CA file (--tls-client-ca)"), (cfg.tls_ca, "CA file (--tls-ca)")):
+        if path:
+            load_ca_bundle(path, what)
+
+
+def report_insecure_modes(cfg: NodeConfig) -> None:
+    """A WARNING per insecure mode at start and the vaultd_insecure_mode gauge (0 or 1 for each mode), so an
+    insecure node is visible both in its log and on a dashboard."""
+    from vaultd.observability.metrics import insecure_mode
+
+    modes = {
+        "plaintext": (cfg.insecure_plaintext, "INSECURE: --insecure-plaintext: the gRPC API is served without TLS; "
+                      "anyone on the network path can read and change secrets in transit"),
+        "no_auth": (cfg.insecure_no_auth, "INSECURE: --insecure-no-auth: gRPC calls without a token are accepted; "
+                    "anyone who reaches the port can read and change every secret"),
+    }
+    for mode, (on, warning) in modes.items():
+        insecure_mode.labels(mode=mode).set(1 if on else 0)
+        if on:
+            log.warning(warning)
+
+
+def run_reload_hooks(hooks: Sequence[Callable[[], object]]) -> None:
+    """SIGHUP: run every hook; a failing one is logged (type only: its message could quote a file's content)."""
+    log.info("SIGHUP: reloading", extra={"fields": {"hooks": len(hooks)}})
+    for hook in hooks:
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - a failed reload must not take the node down
+            log.error("reload hook %s failed: %s", getattr(hook, "__qualname__", hook), type(exc).__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +114,9 @@ def run(cfg: NodeConfig) -> int:
         secret = cfg.read_secret()
         if secret:
             config.check_secret_strength(secret, "the cluster secret")
-    except ConfigError as exc:
+        cfg.read_root_token()   # owner-only and long enough, or exit 2 now rather than at the first call
+        check_tls_files(cfg)
+    except (ConfigError, TLSFileError) as exc:
         print(f"vaultd serve: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if not secret:
@@ -61,7 +125,12 @@ def run(cfg: NodeConfig) -> int:
 
     from vaultd.observability import NodeCollector, RpcMetrics, setup_logging, start_http_server
 
+    disable_core_dumps()
     setup_logging(cfg.node_id, cfg.log_format, cfg.log_level)
+    report_insecure_modes(cfg)
+    reload_hooks: list[Callable[[], object]] = []
+    if threading.current_thread() is threading.main_thread():   # before the node starts: SIGHUP's default kills
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: run_reload_hooks(reload_hooks))
     # Databases, journal and snapshots hold every secret: whatever this process creates is owner-only.
     os.umask(0o077)
     try:
@@ -84,6 +153,8 @@ def run(cfg: NodeConfig) -> int:
     try:
         server = build_server(node=node, machine=machine, stats=stats, cfg=cfg,
                               wrappers=[RpcMetrics(slow_request_seconds=cfg.slow_request_seconds)])
+        if server.tls is not None:
+            reload_hooks.append(server.tls.reload)
         server.start()
         http = start_http_server(cfg.metrics_addr, node) if cfg.metrics_addr else None
     except Exception as exc:

@@ -372,10 +372,10 @@ def test_cluster_status(cluster: Cluster, client: vc.VaultClient) -> None:
 def test_health_serving_and_reflection_lists_services(cluster: Cluster, client: vc.VaultClient) -> None:
     for node in cluster.nodes:
         _eventually(lambda n=node: client.health(n.grpc_addr) == "SERVING", f"{node.node_id} SERVING")
-    with grpc.insecure_channel(cluster.nodes[0].grpc_addr) as channel:
+    with cluster.channel(cluster.nodes[0]) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                              timeout=5)
+                                              timeout=5, metadata=cluster.call_metadata())
         names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"vaultd.v1.VaultService", "vaultd.v1.ClusterService", "grpc.health.v1.Health"} <= names
 

@@ -21,10 +21,10 @@ def _md(token: str | None) -> list[tuple[str, str]]:
 
 
 class Node:
-    """Raw stubs on one node's channel, each call with a given token (the client does not send tokens yet)."""
+    """Raw stubs on one node's channel (TLS), each call with a given token."""
 
-    def __init__(self, addr: str, root: str) -> None:
-        self.channel = grpc.insecure_channel(addr)
+    def __init__(self, channel: grpc.Channel, root: str) -> None:
+        self.channel = channel
         self.root = root
         self.vault = vault_pb2_grpc.VaultServiceStub(self.channel)
         self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)
@@ -50,11 +50,11 @@ class Node:
 
 @pytest.fixture(scope="module")
 def one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Node]]:
-    cluster = Cluster(tmp_path_factory.mktemp("auth1"), size=1, fsync=False, auth=True)
+    cluster = Cluster(tmp_path_factory.mktemp("auth1"), size=1, fsync=False)
     try:
         cluster.start()
-        assert cluster.root_token is not None
-        node = Node(cluster.nodes[0].grpc_addr, cluster.root_token)
+        assert cluster.token
+        node = Node(cluster.channel(cluster.nodes[0]), cluster.token)
         yield cluster, node
         node.channel.close()
     finally:
@@ -156,18 +156,18 @@ def test_create_token_retry_never_returns_a_secret_that_does_not_work(one: tuple
 def test_no_token_secret_reaches_the_logs(one: tuple[Cluster, Node]) -> None:
     cluster, n = one
     created = n.token("logged")
-    for bad in (created.secret + "x", "vt.0123456789abcdef.wrong", cluster.root_token + "x"):
+    for bad in (created.secret + "x", "vt.0123456789abcdef.wrong", cluster.token + "x"):
         assert n.code(lambda: n.as_(bad, n.auth, "LookupSelf", auth_pb2.LookupSelfRequest())) == \
             grpc.StatusCode.UNAUTHENTICATED
     text = "\n".join(cluster.logs().values())
-    assert cluster.root_token not in text and created.secret.split(".")[2] not in text
+    assert cluster.token not in text and created.secret.split(".")[2] not in text
 
 
 def test_tokens_replicate_and_work_on_every_node(tmp_path) -> None:
-    with Cluster(tmp_path, size=3, fsync=False, auth=True) as cluster:
+    with Cluster(tmp_path, size=3, fsync=False) as cluster:
         cluster.start()
-        assert cluster.root_token is not None
-        nodes = [Node(p.grpc_addr, cluster.root_token) for p in cluster.nodes]
+        assert cluster.token
+        nodes = [Node(cluster.channel(p), cluster.token) for p in cluster.nodes]
         try:
             nodes[1].policy("everywhere", ("*", ["read", "write", "list"]))
             token = nodes[2].token("t", "everywhere").secret
@@ -211,9 +211,8 @@ def test_imports_with_the_same_request_id_from_two_tokens_are_two_imports(one: t
 
 
 def test_a_root_token_file_others_can_read_stops_the_node(tmp_path) -> None:
-    with Cluster(tmp_path, size=1, fsync=False, auth=True) as cluster:
-        assert cluster.root_token_file is not None
-        cluster.root_token_file.chmod(0o644)
+    with Cluster(tmp_path, size=1, fsync=False) as cluster:
+                cluster.token_file.chmod(0o644)
         with pytest.raises(RuntimeError) as info:
             cluster.start(timeout=20)
-        assert "root token file" in str(info.value) and cluster.root_token not in str(info.value)
+        assert "root token file" in str(info.value) and cluster.token not in str(info.value)

@@ -39,7 +39,7 @@ def bearer(token: str | None) -> list[tuple[str, str]]:
 
 def root_call(env: Env, method: str, request: Any) -> Any:
     stub = auth_pb2_grpc.AuthServiceStub(env.channel)
-    return getattr(stub, method)(request, metadata=bearer(env.cluster.root_token), timeout=10)
+    return getattr(stub, method)(request, metadata=bearer(env.cluster.token), timeout=10)
 
 
 def _token(env: Env, name: str, policies: list[str], ttl: int = 0) -> str:
@@ -62,10 +62,10 @@ def _wait_unauthenticated(env: Env, token: str, timeout: float = 10.0) -> None:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    cluster = Cluster(tmp_path_factory.mktemp("authz"), size=1, fsync=False, auth=True)
+    cluster = Cluster(tmp_path_factory.mktemp("authz"), size=1, fsync=False)
     try:
         cluster.start()
-        channel = grpc.insecure_channel(cluster.nodes[0].grpc_addr)
+        channel = cluster.channel(cluster.nodes[0])
         e = Env(cluster, channel, {})
         root_call(e, "PutPolicy", auth_pb2.Policy(name="all", rules=[
             auth_pb2.PolicyRule(vault_glob="*", capabilities=list(CAPABILITIES))]))
@@ -81,7 +81,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         e.tokens["revoked"] = revoked.secret
         e.tokens["malformed"] = "vt.nothing"
         vault = vault_pb2_grpc.VaultServiceStub(channel)
-        vault.Put(vault_pb2.PutRequest(vault="src", key="k", value=b"v"), metadata=bearer(cluster.root_token),
+        vault.Put(vault_pb2.PutRequest(vault="src", key="k", value=b"v"), metadata=bearer(cluster.token),
                   timeout=10)
         _wait_unauthenticated(e, e.tokens["expired"])
         yield e

@@ -1,6 +1,6 @@
 """`vaultd token ...` and `vaultd policy ...` as real subprocesses against real single-node clusters, and
-exit code 7 for UNAUTHENTICATED. (The global token options arrive with the TLS work; until then the
-commands run against a node started with --insecure-no-auth, where AuthService still works.)"""
+exit code 7 for UNAUTHENTICATED. The commands run with the cluster's CA and root token from the environment;
+one cluster runs --insecure-no-auth, where AuthService still works."""
 
 from __future__ import annotations
 
@@ -20,8 +20,12 @@ from vaultd.cli.main import EXIT_AUTH
 pytestmark = pytest.mark.timeout(120)
 
 
-def _run(cluster: Cluster, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "VAULTD_ENDPOINTS": ",".join(cluster.endpoints())}
+def _run(cluster: Cluster, *args: str, stdin: bytes | None = None,
+         token: bool = True) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTD_")}
+    env.update(cluster.client_env())
+    if not token:
+        env.pop("VAULTD_TOKEN_FILE", None)
     return subprocess.run([sys.executable, "-m", "vaultd.cli.main", *args], input=stdin, capture_output=True,
                           env=env, cwd=str(REPO), timeout=60)
 
@@ -34,7 +38,7 @@ def _json(cluster: Cluster, *args: str, stdin: bytes | None = None) -> Any:
 
 @pytest.fixture(scope="module")
 def open_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cli-auth-open"), 1, fsync=False)
+    c = Cluster(tmp_path_factory.mktemp("cli-auth-open"), 1, fsync=False, secure=False)
     try:
         c.start()
         yield c
@@ -88,9 +92,9 @@ def test_token_commands(open_node: Cluster) -> None:
 
 
 def test_calls_without_a_token_exit_7(tmp_path: Path) -> None:
-    with Cluster(tmp_path, 1, fsync=False, auth=True) as secured:
+    with Cluster(tmp_path, 1, fsync=False) as secured:
         secured.start()
         for args in (("token", "list"), ("vault", "list"), ("policy", "get", "x")):
-            proc = _run(secured, "-o", "json", *args)
+            proc = _run(secured, "-o", "json", *args, token=False)
             assert proc.returncode == EXIT_AUTH == 7, proc.stderr.decode()
             assert json.loads(proc.stderr)["error"]["reason"] == "UNAUTHENTICATED"

@@ -29,7 +29,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 class Run:
     def __init__(self, cluster: Cluster) -> None:
-        self.env = {**os.environ, "VAULTD_ENDPOINTS": ",".join(cluster.endpoints())}
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("VAULTD_")}
+        self.env = {**clean, **cluster.client_env()}     # TLS with the cluster's CA, the root token
 
     def __call__(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run([sys.executable, "-m", "vaultd.cli.main", *args], input=stdin, capture_output=True,

@@ -28,6 +28,28 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
     assert main(argv) == EXIT_USAGE
 
 
+SECRET = "sk_live_usage_value_9f3"
+
+
+@pytest.mark.parametrize("argv,names", [
+    (["key", "put", "v", "k", "value", SECRET], "unrecognized argument"),
+    (["vault", "list", "--bogus", SECRET], "2 unrecognized arguments"),
+    (["-o", SECRET, "vault", "list"], "-o/--output: invalid choice (choose from 'table', 'json')"),
+    (["--timeout", SECRET, "vault", "list"], "--timeout: invalid float value"),
+    ([SECRET], "COMMAND: invalid choice"),
+    (["vault", SECRET], "invalid choice"),
+    (["key", "get", f"--reveal={SECRET}", "v", "k"], "--reveal: ignored explicit argument"),
+    (["key", "put", "v", "k", "--expected-version", SECRET], "--expected-version: invalid int value"),
+    ([f"--t={SECRET}", "vault", "list"], "ambiguous option: --t=..."),
+    (["cluster", "limits", "set", "--max-vaults", SECRET], "--max-vaults: invalid int value"),
+])
+def test_usage_errors_name_the_problem_without_echoing_values(capsys, argv: list[str], names: str) -> None:
+    assert main(argv) == EXIT_USAGE
+    out = capsys.readouterr()
+    assert SECRET not in out.err + out.out
+    assert names in out.err and "usage:" in out.err
+
+
 def test_options_accepted_before_or_after_the_subcommand() -> None:
     parser = build_parser()
     a = parser.parse_args(["--endpoints", "h:1", "-o", "json", "key", "get", "v", "k"])

@@ -9,6 +9,8 @@ Limits, and why:
   RESOURCE_EXHAUSTED at once rather than queueing without bound.
 - Health: NOT_SERVING until node.is_ready() (a leader exists and this node caught up), refreshed by a small
   daemon thread, using the same readiness definition as /readyz.
+- Transport: TLS whenever cfg.tls_cert is set (vaultd.tls.ServerTLS: re-read on SIGHUP, client certificates
+  required when cfg.tls_client_ca is set); plaintext only when serve was told --insecure-plaintext.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vaultd.api.auth import Authenticator, bearer_metadata
+from vaultd.api.auth import Authenticator
 from vaultd.api.auth_service import AuthServicer
 from vaultd.api.base import MAX_SEND_BYTES
 from vaultd.api.cluster_service import ClusterServicer
@@ -32,6 +34,7 @@ from vaultd.api.vault_service import VaultServicer
 from vaultd.api.wrapping import HandlerWrapper, Registrar
 from vaultd.config import NodeConfig
 from vaultd.observability.health import readiness
+from vaultd.tls import ServerTLS
 from vaultd.v1 import auth_pb2, auth_pb2_grpc, cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
 
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
@@ -76,12 +79,15 @@ class HealthUpdater:
 
 
 class VaultdServer:
-    """The grpc.Server plus the helpers whose lifetime is tied to it (health loop, stats fan-out)."""
+    """The grpc.Server plus the helpers whose lifetime is tied to it (health loop, stats fan-out) and its
+    TLS credentials (`tls.reload()` re-reads the certificate files; None when serving plaintext)."""
 
-    def __init__(self, server: grpc.Server, health_updater: HealthUpdater, fanout: StatsFanout) -> None:
+    def __init__(self, server: grpc.Server, health_updater: HealthUpdater, fanout: StatsFanout,
+                 tls: ServerTLS | None) -> None:
         self.server = server
         self.health = health_updater
         self.fanout = fanout
+        self.tls = tls
 
     def __getattr__(self, name: str) -> Any:  # grpc.Server's API (add_insecure_port, wait_for_termination...)
         return getattr(self.server, name)
@@ -101,7 +107,8 @@ class VaultdServer:
 
 def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
                  wrappers: Sequence[HandlerWrapper] = ()) -> VaultdServer:
-    """A server bound to cfg.grpc_addr, not yet started. `stats` may be None (access statistics off).
+    """A server bound to cfg.grpc_addr (TLS when cfg.tls_cert is set), not yet started. `stats` may be None
+    (access statistics off). Raises vaultd.tls.TLSFileError for unreadable or mismatched TLS files.
 
     cfg.grpc_workers threads serve at most cfg.grpc_max_concurrent_rpcs RPCs; beyond that gRPC refuses new
     ones with RESOURCE_EXHAUSTED at once, so memory stays bounded. The result behaves as a grpc.Server
@@ -117,15 +124,13 @@ def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
         options=[("grpc.max_receive_message_length", receive), ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=cfg.grpc_max_concurrent_rpcs)
-    fanout = StatsFanout(machine, stats, cfg.node_id)
+    tls = ServerTLS(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_enabled else None
+    fanout = StatsFanout.from_config(machine, stats, cfg)
     # Authentication sits inside the given wrappers (metrics and the audit log see its verdict) and outside
     # the decoding guard; without auth (--insecure-no-auth, by name only) there is no such wrapper at all.
     authentication: list[HandlerWrapper] = []
     if cfg.auth_enabled:
-        root_token = cfg.read_root_token()
-        authentication.append(Authenticator(machine, root_token).wrapper())
-        if root_token:   # peers answer GetLocalStats (read) to the root token
-            fanout.metadata = bearer_metadata(root_token)
+        authentication.append(Authenticator(machine, cfg.read_root_token()).wrapper())
     registrar = Registrar(server, [*wrappers, *authentication, guard_decoding])
     vault_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(node, machine, stats, cfg, fanout), registrar)
     cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, machine, stats, cfg, fanout),
@@ -136,6 +141,9 @@ def build_server(*, node: Any, machine: Any, stats: Any, cfg: NodeConfig,
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         registrar)
-    if server.add_insecure_port(cfg.grpc_addr) == 0:
+    port = (server.add_secure_port(cfg.grpc_addr, tls.credentials()) if tls is not None
+            else server.add_insecure_port(cfg.grpc_addr))
+    if port == 0:
+        fanout.close()
         raise OSError(f"cannot bind gRPC address {cfg.grpc_addr}")
-    return VaultdServer(server, HealthUpdater(node, health_servicer), fanout)
+    return VaultdServer(server, HealthUpdater(node, health_servicer), fanout, tls)

@@ -5,17 +5,26 @@ node only knows the accesses it served. The answering node asks every member in 
 table (each registered its gRPC address there) for its local numbers through the internal
 ClusterService.GetLocalStats, in parallel with a short deadline, and names the members that did not answer
 instead of failing the whole call.
+
+Those peer calls go the way a client's would: over TLS verifying the peer's certificate against cfg.tls_ca
+(else cfg.tls_client_ca, else the system roots) when this node serves TLS, presenting the node's own
+certificate when client certificates are required (mTLS), and carrying the root token as bearer metadata when
+authentication is on. A plaintext node (--insecure-plaintext) calls its peers in plaintext.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
+from vaultd import tls
 from vaultd.api import convert
+from vaultd.api.auth import bearer_metadata
+from vaultd.config import NodeConfig
 from vaultd.store.results import VaultInfo
 from vaultd.store.stats import KeyAccess, LocalAccessStats, combine_stats
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2
@@ -25,15 +34,29 @@ TOP_KEYS = 10
 
 
 class StatsFanout:
-    def __init__(self, machine: Any, stats: Any, node_id: str) -> None:
+    def __init__(self, machine: Any, stats: Any, node_id: str,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 metadata: Sequence[tuple[str, str]] = ()) -> None:
         self.machine = machine
         self.stats = stats
         self.node_id = node_id
+        self._credentials = credentials
+        self._metadata = tuple(metadata)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vaultd-stats")
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
-        # Call metadata for peers: the root token when the cluster requires tokens (set by build_server).
-        self.metadata: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_config(cls, machine: Any, stats: Any, cfg: NodeConfig) -> StatsFanout:
+        """Peer-call credentials and metadata from the node's settings (see the module docstring)."""
+        credentials = None
+        if cfg.tls_enabled:
+            mtls = bool(cfg.tls_client_ca)
+            credentials = tls.channel_credentials(cfg.tls_ca or cfg.tls_client_ca or None,
+                                                  cfg.tls_cert if mtls else None, cfg.tls_key if mtls else None)
+        token = cfg.read_root_token() if cfg.auth_enabled else None
+        metadata = bearer_metadata(token) if token else ()
+        return cls(machine, stats, cfg.node_id, credentials, metadata)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -59,14 +82,16 @@ class StatsFanout:
         with self._lock:
             channel = self._channels.get(addr)
             if channel is None:
-                channel = self._channels[addr] = grpc.insecure_channel(
-                    addr, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+                options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+                channel = self._channels[addr] = (
+                    grpc.secure_channel(addr, self._credentials, options=options) if self._credentials is not None
+                    else grpc.insecure_channel(addr, options=options))
             return channel
 
     def _remote(self, addr: str, vault: str, timeout: float) -> cluster_pb2.LocalStats:
         stub = cluster_pb2_grpc.ClusterServiceStub(self._channel(addr))
         return stub.GetLocalStats(cluster_pb2.GetLocalStatsRequest(name=vault), timeout=timeout,
-                                  metadata=self.metadata)
+                                  metadata=self._metadata)
 
     def vault_stats(self, info: VaultInfo, context: grpc.ServicerContext) -> vault_pb2.VaultStats:
         remaining = context.time_remaining()

@@ -6,6 +6,14 @@ failed precondition (version mismatch), 4 unavailable or deadline exceeded, 5 li
 
 `serve`, `dev` and `config show` hand their remaining arguments to the modules that own them, so their
 flags are defined (and documented by --help) in one place.
+
+Usage errors never echo an argument: argparse would quote the offending one ("unrecognized arguments:
+sk_live_..."), and a misplaced secret would land in a terminal log or a CI transcript. `QuietParser` names
+the problem and the option instead.
+
+Credentials: TLS when a CA file is given (--ca-file or VAULTD_CA_FILE; --cert-file/--key-file add a client
+certificate), the bearer token from VAULTD_TOKEN, else the file named by --token-file or VAULTD_TOKEN_FILE.
+There is deliberately no --token flag: command lines show up in `ps` and shell history.
 """
 
 from __future__ import annotations
@@ -13,12 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from vaultd.cli import auth_commands, commands
-from vaultd.client import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, LimitExceeded,
-                           NotFound, PermissionDenied, Unauthenticated, Unavailable, VaultClient, VaultError)
+from vaultd.client import (ENV_CA_FILE, ENV_CERT_FILE, ENV_ENDPOINTS, ENV_KEY_FILE, ENV_TOKEN, ENV_TOKEN_FILE,
+                           AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, LimitExceeded,
+                           NotFound, PermissionDenied, Unauthenticated, Unavailable, VaultClient, VaultError,
+                           read_token_file)
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -41,7 +53,7 @@ _EXIT_CODES: tuple[tuple[type[VaultError], int], ...] = (
     (PermissionDenied, EXIT_AUTH),
 )
 
-ENDPOINTS_ENV = "VAULTD_ENDPOINTS"
+ENDPOINTS_ENV = ENV_ENDPOINTS
 
 
 def exit_code_for(error: VaultError) -> int:
@@ -56,11 +68,58 @@ def default_endpoints() -> str:
     return os.environ.get(ENDPOINTS_ENV) or ",".join(DEFAULT_ENDPOINTS)
 
 
+class ParseError(Exception):
+    """Raised by QuietParser instead of exiting, so main() prints one sanitized message."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+_CHOICES = re.compile(r" \(choose from [^)]*\)$")
+_AMBIGUOUS = re.compile(r"^ambiguous option: (-[^=\s]*)=\S*")
+
+
+def sanitize_usage_message(message: str) -> str:
+    """argparse's error message without any argument value in it (Python 3.11 wording): "unrecognized
+    arguments: ..." lists them and is replaced as a whole; other messages quote the offending value
+    ("invalid choice: 'x'", "invalid int value: 'x'", "ignored explicit argument 'x'") and are cut before the
+    quote, keeping the option's name and the list of valid choices (those are ours, not the user's)."""
+    if message.startswith("unrecognized arguments:"):
+        count = len(message.split(":", 1)[1].split())
+        return (f"{count} unrecognized argument{'s' if count != 1 else ''} (not shown: they could be secrets; "
+                f"see --help)")
+    message = _AMBIGUOUS.sub(r"ambiguous option: \1=...", message)
+    choices = _CHOICES.search(message)
+    head = message[:choices.start()] if choices else message
+    quote = min((i for i in (head.find("'"), head.find('"')) if i >= 0), default=-1)
+    if quote >= 0:
+        head = head[:quote].rstrip(" :")
+    return head + (choices.group(0) if choices else "")
+
+
+class QuietParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors raise ParseError (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ParseError(self, message)
+
+
 def _client_options(parser: argparse.ArgumentParser, top: bool) -> None:
-    """--endpoints/--timeout/-o, accepted before or after the subcommand (SUPPRESS keeps the top value)."""
+    """--endpoints/--timeout/-o and the credentials, accepted before or after the subcommand (SUPPRESS keeps
+    the top value)."""
     default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     parser.add_argument("--endpoints", default=default(None),
                         help=f"comma-separated host:port list (default ${ENDPOINTS_ENV} or the `vaultd dev` ports)")
+    parser.add_argument("--ca-file", metavar="FILE", default=default(None),
+                        help=f"PEM CA that signs the servers' certificates; TLS is on exactly when one is given "
+                             f"(default ${ENV_CA_FILE})")
+    parser.add_argument("--cert-file", metavar="FILE", default=default(None),
+                        help=f"PEM client certificate, for servers that require one (mTLS; default ${ENV_CERT_FILE})")
+    parser.add_argument("--key-file", metavar="FILE", default=default(None),
+                        help=f"PEM private key of --cert-file (default ${ENV_KEY_FILE})")
+    parser.add_argument("--token-file", metavar="FILE", default=default(None),
+                        help=f"file holding the bearer token (default ${ENV_TOKEN}, else ${ENV_TOKEN_FILE})")
     parser.add_argument("--timeout", type=float, default=default(10.0),
                         help="seconds per command, including retries and failover (default 10)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default=default("table"))
@@ -79,13 +138,13 @@ def _progress_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = QuietParser(
         prog="vaultd", description="vaultd: a Raft-replicated vault key-value server for secrets and config.",
         epilog="exit codes: 0 ok, 1 not found, 2 usage/invalid argument, 3 already exists/precondition failed, "
                "4 unavailable/deadline exceeded, 5 limit exceeded, 6 other error, "
                "7 unauthenticated/permission denied")
     _client_options(parser, top=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = QuietParser(add_help=False)
     _client_options(common, top=False)
     top = parser.add_subparsers(dest="group", metavar="COMMAND")
     top.required = True
@@ -214,6 +273,21 @@ def _passthrough(argv: list[str]) -> int | None:
     return None
 
 
+def client_from_args(args: argparse.Namespace) -> VaultClient:
+    """Flags first, then the VAULTD_* environment (as VaultClient.from_env reads it)."""
+    env = os.environ
+    if args.token_file:
+        token: str | None = read_token_file(args.token_file)
+    elif env.get(ENV_TOKEN):
+        token = env[ENV_TOKEN]
+    else:
+        token = read_token_file(env[ENV_TOKEN_FILE]) if env.get(ENV_TOKEN_FILE) else None
+    return VaultClient(args.endpoints or default_endpoints(), timeout=args.timeout,
+                       ca_file=args.ca_file or env.get(ENV_CA_FILE) or None,
+                       cert_file=args.cert_file or env.get(ENV_CERT_FILE) or None,
+                       key_file=args.key_file or env.get(ENV_KEY_FILE) or None, token=token)
+
+
 def _report(error: Exception, output: str) -> None:
     if isinstance(error, VaultError):
         if output == "json":
@@ -242,11 +316,14 @@ def _main(args_list: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
-    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+    except ParseError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {sanitize_usage_message(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # argparse: 0 for --help
         return int(exc.code or 0)
-    endpoints = args.endpoints or default_endpoints()
     try:
-        with VaultClient(endpoints, timeout=args.timeout) as client:
+        with client_from_args(args) as client:
             args.handler(args, client)
     except VaultError as error:
         _report(error, args.output)

@@ -71,6 +71,11 @@ raft_connections_rejected_total = Counter(
 collector_errors_total = Counter(
     "vaultd_collector_errors_total", "Scrape-time collection sections that failed, by section.", ["section"])
 
+# --- security ---
+insecure_mode = Gauge(
+    "vaultd_insecure_mode", "1 when the node runs an insecure mode asked for by name (plaintext: gRPC without "
+    "TLS; no_auth: calls without a token are accepted), else 0.", ["mode"])
+
 # --- process ---
 build_info = Info("vaultd_build", "vaultd build information.")
 build_info.info({"version": __version__})
