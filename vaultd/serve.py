@@ -16,12 +16,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 
 from vaultd import config
 from vaultd.config import ConfigError, NodeConfig
+
+if TYPE_CHECKING:
+    from vaultd.observability.audit import AuditLog
 
 log = logging.getLogger("vaultd.serve")
 
@@ -65,16 +69,27 @@ def run(cfg: NodeConfig) -> int:
     # Databases, journal and snapshots hold every secret: whatever this process creates is owner-only.
     os.umask(0o077)
     try:
+        audit = _open_audit_log(cfg)
+    except OSError as exc:
+        log.error("startup failed: cannot open the audit log %s: %s", cfg.audit_log, exc.strerror or exc)
+        return EXIT_STARTUP
+    try:
         node_parts = _start_node(cfg)
     except Exception as exc:
         log.error("startup failed: %s: %s", type(exc).__name__, exc)
+        if audit is not None:
+            audit.close()
         return EXIT_STARTUP
     machine, stats, node = node_parts
 
     stop = threading.Event()
+    # SIGHUP runs the reload hooks (the audit log's reopen for logrotate); without a handler it would end
+    # the process.
+    reload_hooks: list[Callable[[], None]] = [audit.reopen] if audit is not None else []
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _signum, _frame: stop.set())
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: _run_reload_hooks(reload_hooks))
 
     from vaultd.api.server import build_server
 
@@ -82,8 +97,9 @@ def run(cfg: NodeConfig) -> int:
     server = None
     http = None
     try:
-        server = build_server(node=node, machine=machine, stats=stats, cfg=cfg,
-                              wrappers=[RpcMetrics(slow_request_seconds=cfg.slow_request_seconds)])
+        # The audit log sits inside RpcMetrics and outside authentication (which fills in its Caller).
+        wrappers = [RpcMetrics(slow_request_seconds=cfg.slow_request_seconds), *([audit] if audit is not None else [])]
+        server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, wrappers=wrappers)
         server.start()
         http = start_http_server(cfg.metrics_addr, node) if cfg.metrics_addr else None
     except Exception as exc:
@@ -101,6 +117,8 @@ def run(cfg: NodeConfig) -> int:
     node.stop()
     if http is not None:
         http.stop()
+    if audit is not None:
+        audit.close()  # after the gRPC server drained: every finished RPC has its line
     collector.unregister()
     if stats is not None:
         stats.close()
@@ -109,6 +127,25 @@ def run(cfg: NodeConfig) -> int:
     for handler in logging.getLogger().handlers:
         handler.flush()
     return code
+
+
+def _open_audit_log(cfg: NodeConfig) -> AuditLog | None:
+    """The audit log when --audit-log is set; a node asked to audit does not serve without its file."""
+    if not cfg.audit_log:
+        return None
+    from vaultd.api.targets import keys_of, vaults_of
+    from vaultd.observability.audit import AuditLog
+
+    return AuditLog(cfg.audit_log, cfg.node_id, vaults_of, keys_of)
+
+
+def _run_reload_hooks(hooks: Sequence[Callable[[], None]]) -> None:
+    """On SIGHUP: run every hook; one that fails is logged and the others still run."""
+    for hook in hooks:
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - a failed reload must not end the node
+            log.error("reload on SIGHUP failed: %s: %s", type(exc).__name__, exc)
 
 
 def _start_node(cfg: NodeConfig) -> tuple[object, object, object]:

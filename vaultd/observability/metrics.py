@@ -66,6 +66,8 @@ raft_read_barrier_seconds = Histogram(
 # --- observability itself ---
 collector_errors_total = Counter(
     "vaultd_collector_errors_total", "Scrape-time collection sections that failed, by section.", ["section"])
+audit_write_errors_total = Counter(
+    "vaultd_audit_write_errors_total", "Audit log lines (or reopens) that could not be written.")
 
 # --- process ---
 build_info = Info("vaultd_build", "vaultd build information.")
