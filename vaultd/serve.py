@@ -25,6 +25,7 @@ from vaultd import config
 from vaultd.config import ConfigError, NodeConfig
 
 if TYPE_CHECKING:
+    from vaultd.api.wrapping import HandlerWrapper
     from vaultd.observability.audit import AuditLog
 
 log = logging.getLogger("vaultd.serve")
@@ -98,7 +99,9 @@ def run(cfg: NodeConfig) -> int:
     http = None
     try:
         # The audit log sits inside RpcMetrics and outside authentication (which fills in its Caller).
-        wrappers = [RpcMetrics(slow_request_seconds=cfg.slow_request_seconds), *([audit] if audit is not None else [])]
+        wrappers: list[HandlerWrapper] = [RpcMetrics(slow_request_seconds=cfg.slow_request_seconds)]
+        if audit is not None:
+            wrappers.append(audit)
         server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, wrappers=wrappers)
         server.start()
         http = start_http_server(cfg.metrics_addr, node) if cfg.metrics_addr else None
