@@ -5,10 +5,12 @@ import never holds more than 64 MiB of upload."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 import pytest
@@ -17,8 +19,10 @@ from prometheus_client import REGISTRY
 from tests.cluster import free_port
 from vaultd import client as vc
 from vaultd.api.server import build_server
+from vaultd.api.targets import keys_of, vaults_of
 from vaultd.api.vault_service import MAX_IMPORT_BYTES
 from vaultd.config import NodeConfig
+from vaultd.observability.audit import AuditLog
 from vaultd.observability.rpc_metrics import RpcMetrics
 from vaultd.replication import ReplicatedNode
 from vaultd.store.machine import StateMachine
@@ -31,19 +35,25 @@ STREAM_SECONDS = 3.0
 BIG_VAULT = "big"
 
 
+class Served(NamedTuple):
+    addr: str
+    audit_path: Path
+
+
 @pytest.fixture(scope="module")
-def node_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Four workers, two streams, three seconds; a vault whose export (~40 MiB) is far more than the
     flow-control windows and socket buffers between server and client hold, so a client that stops
-    reading really stalls the server's send."""
+    reading really stalls the server's send. With an audit log, to see what it records of cut streams."""
     tmp: Path = tmp_path_factory.mktemp("streams")
+    audit = AuditLog(str(tmp / "audit.log"), "n1", vaults_of, keys_of)
     cfg = NodeConfig(node_id="n1", data_dir=str(tmp), raft_addr=f"127.0.0.1:{free_port()}",
                      grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True,
                      grpc_workers=4, max_concurrent_streams=MAX_STREAMS, stream_max_seconds=STREAM_SECONDS)
     machine = StateMachine(cfg.db_path)
     node = ReplicatedNode(cfg, machine)
     node.start()
-    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, wrappers=[RpcMetrics()])
+    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, wrappers=[RpcMetrics(), audit])
     server.start()
     try:
         deadline = time.monotonic() + 20
@@ -53,11 +63,18 @@ def node_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with vc.VaultClient([cfg.grpc_addr], timeout=20.0) as client:
             for i in range(30):
                 client.put(BIG_VAULT, f"k{i:02d}", bytes([i]) * (1 << 20))
-        yield cfg.grpc_addr
+        yield Served(cfg.grpc_addr, tmp / "audit.log")
     finally:
         server.stop(1)
         node.stop()
         machine.close()
+        audit.close()
+
+
+def _audited(served: Served, method: str) -> list[tuple[str, str]]:
+    """(code, reason) of the node's audit lines for `method`, in order."""
+    lines = [json.loads(line) for line in served.audit_path.read_text().splitlines()]
+    return [(line["code"], line["reason"]) for line in lines if line["method"] == f"vaultd.v1.VaultService/{method}"]
 
 
 def _handled(method: str, code: str) -> float:
@@ -84,12 +101,12 @@ def _stalled_export(addr: str) -> tuple[grpc.Channel, Iterator[vault_pb2.ExportC
     return channel, stream
 
 
-def test_stalled_exports_beyond_the_limit_are_refused_and_ended_after_the_time_limit(node_addr: str) -> None:
+def test_stalled_exports_beyond_the_limit_are_refused_and_ended_after_the_time_limit(served: Served) -> None:
     expired = _handled("ExportVault", "DEADLINE_EXCEEDED")
     started = time.monotonic()
-    stalled = [_stalled_export(node_addr) for _ in range(MAX_STREAMS)]
+    stalled = [_stalled_export(served.addr) for _ in range(MAX_STREAMS)]
     try:
-        with vc.VaultClient([node_addr], timeout=5.0) as client:
+        with vc.VaultClient([served.addr], timeout=5.0) as client:
             with pytest.raises(vc.LimitExceeded) as info:
                 list(client.export_vault(BIG_VAULT))
             assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -115,12 +132,14 @@ def test_stalled_exports_beyond_the_limit_are_refused_and_ended_after_the_time_l
                 assert "stream_max_seconds" in (err.value.details() or "")
             # The slots are free again: a reader that keeps up gets the whole export.
             assert len(b"".join(client.export_vault(BIG_VAULT))) > 30 << 20
+        assert _audited(served, "ExportVault")[-4:] == [("RESOURCE_EXHAUSTED", "TOO_MANY_STREAMS"),
+                                                ("DEADLINE_EXCEEDED", ""), ("DEADLINE_EXCEEDED", ""), ("OK", "")]
     finally:
         for channel, _ in stalled:
             channel.close()
 
 
-def test_a_stalled_import_is_ended_after_the_time_limit_and_imports_nothing(node_addr: str) -> None:
+def test_a_stalled_import_is_ended_after_the_time_limit_and_imports_nothing(served: Served) -> None:
     release = threading.Event()
 
     def requests() -> Iterator[vault_pb2.ImportChunk]:
@@ -130,7 +149,7 @@ def test_a_stalled_import_is_ended_after_the_time_limit_and_imports_nothing(node
         release.wait(STREAM_SECONDS + 20)  # the other half never comes in time
 
     expired = _handled("ImportVault", "DEADLINE_EXCEEDED")
-    with grpc.insecure_channel(node_addr) as channel:
+    with grpc.insecure_channel(served.addr) as channel:
         started = time.monotonic()
         future = vault_pb2_grpc.VaultServiceStub(channel).ImportVault.future(requests())
         try:
@@ -141,11 +160,12 @@ def test_a_stalled_import_is_ended_after_the_time_limit_and_imports_nothing(node
         finally:
             release.set()
     assert _wait_for(lambda: _handled("ImportVault", "DEADLINE_EXCEEDED") == expired + 1, 5)
-    with vc.VaultClient([node_addr], timeout=5.0) as client, pytest.raises(vc.NotFound):
+    assert _audited(served, "ImportVault")[-1] == ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED")
+    with vc.VaultClient([served.addr], timeout=5.0) as client, pytest.raises(vc.NotFound):
         client.get_vault("stalled-import")
 
 
-def test_an_import_announced_over_the_bound_is_refused_before_any_data(node_addr: str) -> None:
+def test_an_import_announced_over_the_bound_is_refused_before_any_data(served: Served) -> None:
     release = threading.Event()
     sent = [0]
 
@@ -156,7 +176,7 @@ def test_an_import_announced_over_the_bound_is_refused_before_any_data(node_addr
         sent[0] += 1
         yield vault_pb2.ImportChunk(data=b"A=1\n")
 
-    with grpc.insecure_channel(node_addr) as channel:
+    with grpc.insecure_channel(served.addr) as channel:
         try:
             with pytest.raises(grpc.RpcError) as err:
                 vault_pb2_grpc.VaultServiceStub(channel).ImportVault(requests(), timeout=10)
@@ -167,7 +187,7 @@ def test_an_import_announced_over_the_bound_is_refused_before_any_data(node_addr
     assert failure.metadata == {"max": str(MAX_IMPORT_BYTES)} and sent[0] == 0
 
 
-def test_an_import_stream_over_the_bound_is_not_read_to_its_end(node_addr: str) -> None:
+def test_an_import_stream_over_the_bound_is_not_read_to_its_end(served: Served) -> None:
     """A stream of unknown size (a pipe) that goes on past 64 MiB: the node answers REQUEST_TOO_LARGE as soon
     as the bound would be passed, so it holds at most 64 MiB of it and the client stops sending."""
     piece = b"# " + b"x" * ((1 << 20) - 3) + b"\n"
@@ -181,7 +201,7 @@ def test_an_import_stream_over_the_bound_is_not_read_to_its_end(node_addr: str) 
             sent[0] += 1
             yield vault_pb2.ImportChunk(data=piece)
 
-    with grpc.insecure_channel(node_addr) as channel:
+    with grpc.insecure_channel(served.addr) as channel:
         with pytest.raises(grpc.RpcError) as err:
             vault_pb2_grpc.VaultServiceStub(channel).ImportVault(requests(), timeout=30)
     failure = vc.error_from_rpc(err.value)
