@@ -12,8 +12,11 @@ import logging
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,14 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.cluster import Cluster, NodeProc
+from tests.cluster import REPO, Cluster, NodeProc, free_port
 from vaultd import client as vc
+from vaultd.api import errors
 from vaultd.api.targets import keys_of, vaults_of
+from vaultd.api.wrapping import Registrar
 from vaultd.observability.audit import AuditLog
+from vaultd.observability.context import current_caller
+from vaultd.store.errors import KeyNotFound
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(120)
@@ -183,13 +190,6 @@ def test_the_caller_filled_in_by_an_inner_wrapper_is_audited(tmp_path: Path) -> 
     """The contract with authentication: the audit wrapper sets a Caller, a wrapper inside it (authentication
     on a secured node; here a stand-in that names a fixed token) fills it in, and the line, written after
     the call failed, carries the token id and name."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from vaultd.api import errors
-    from vaultd.api.wrapping import Registrar
-    from vaultd.observability.context import current_caller
-    from vaultd.store.errors import KeyNotFound
-
     def authenticate(_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         def behavior(request: Any, context: grpc.ServicerContext) -> Any:
             caller = current_caller.get()
@@ -219,3 +219,18 @@ def test_the_caller_filled_in_by_an_inner_wrapper_is_audited(tmp_path: Path) -> 
     finally:
         server.stop(None).wait()
         audit.close()
+
+
+def test_a_node_that_cannot_open_its_audit_log_does_not_start(tmp_path: Path) -> None:
+    """Asked to audit, a node never serves unaudited: an audit path it cannot open is a startup failure."""
+    secret = tmp_path / "secret"
+    secret.write_text("x" * 40 + "\n")
+    secret.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vaultd.serve", "--node-id", "n1", "--data-dir", str(tmp_path / "data"),
+         "--raft-addr", f"127.0.0.1:{free_port()}", "--grpc-addr", f"127.0.0.1:{free_port()}", "--metrics-addr", "",
+         "--cluster-secret-file", str(secret), "--insecure-plaintext", "--insecure-no-auth",
+         "--audit-log", str(tmp_path / "missing-dir" / "audit.log")],
+        cwd=str(REPO), capture_output=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert b"cannot open the audit log" in proc.stderr
