@@ -9,9 +9,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from tests.cluster import Cluster
 from tests.observability.promtool import promtool, requires_promtool
 from vaultd.observability.endpoints import MAX_CONNECTIONS, ObservabilityServer, parse_addr, start_http_server
 
@@ -138,3 +140,34 @@ def test_stalled_and_trickling_requests_are_dropped_after_the_read_timeout() -> 
         assert _wait_for(lambda: _task_count() <= before, 5)
     finally:
         server.stop()
+
+
+def _most_tasks(tasks: Path, samples: int) -> int:
+    """The highest thread count seen over `samples` looks 50 ms apart."""
+    most = 0
+    for _ in range(samples):
+        most = max(most, len(os.listdir(tasks)))
+        time.sleep(0.05)
+    return most
+
+
+def test_a_node_process_keeps_its_thread_count_under_half_sent_requests(tmp_path: Path) -> None:
+    """The same through a real node process: its thread count (/proc/PID/task) grows by at most
+    MAX_CONNECTIONS under 300 half-sent requests to its metrics port, and returns when they are gone."""
+    with Cluster(tmp_path, size=1, fsync=False) as cluster:
+        cluster.start()
+        node = cluster.nodes[0]
+        tasks = Path(f"/proc/{node.pid}/task")
+        host, port = parse_addr(node.metrics_addr)
+        # The node's own threads come and go a little (timers, stats); compare against the most seen idle.
+        before = _most_tasks(tasks, samples=20)
+        conns = _half_sent(port, 300)
+        try:
+            assert _wait_for(lambda: len(os.listdir(tasks)) >= before + MAX_CONNECTIONS // 2, 10)
+            peak = _most_tasks(tasks, samples=20)
+            assert peak <= before + MAX_CONNECTIONS + 2, (before, peak)  # + the node's own comings and goings
+        finally:
+            for conn in conns:
+                conn.close()
+        assert _wait_for(lambda: len(os.listdir(tasks)) <= before, 10)
+        assert node.http_get("/healthz")[0] == 200
