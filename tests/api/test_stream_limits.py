@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from tests.cluster import free_port
 from vaultd import client as vc
+from vaultd import config
 from vaultd.api.server import build_server
 from vaultd.api.targets import keys_of, vaults_of
 from vaultd.api.vault_service import MAX_IMPORT_BYTES
@@ -207,3 +208,14 @@ def test_an_import_stream_over_the_bound_is_not_read_to_its_end(served: Served) 
     failure = vc.error_from_rpc(err.value)
     assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE")
     assert MAX_IMPORT_BYTES // len(piece) <= sent[0] < total // 2, sent[0]
+
+
+@pytest.mark.parametrize("flags", [["--max-concurrent-streams", "0"], ["--stream-max-seconds", "0"],
+                                   ["--stream-max-seconds", "-1"]])
+def test_stream_limits_must_allow_a_stream(flags: list[str]) -> None:
+    """No stream at all, or a limit that ends each at once, is a configuration error, not a node that refuses
+    every export."""
+    base = ["--node-id", "n1", "--data-dir", "/d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2"]
+    config.load(base, env={}).validate()
+    with pytest.raises(config.ConfigError, match="max_concurrent_streams must be at least 1"):
+        config.load(base + flags, env={}).validate()

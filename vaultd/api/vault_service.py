@@ -91,11 +91,14 @@ class StreamSlot:
         self._timer.name = "vaultd-stream-limit"
         self._timer.start()
 
-    def finish(self) -> None:
-        """The transfer is over (export sent, import received): the time limit no longer applies."""
+    def finish(self) -> bool:
+        """The transfer is over (export sent, import received): the time limit no longer applies. False when
+        the limit struck first; the call is then cancelled and must not go on (an import must not propose)."""
         with self._lock:
             self._done = True
+            in_time = not self.expired
         self._timer.cancel()
+        return in_time
 
     def error(self) -> errors.ApiError:
         return errors.ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", self._message(),
@@ -306,9 +309,10 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
                 if stream.expired:  # the time limit cancelled the call while we waited for the client
                     raise stream.error() from None
                 raise
-            if stream.expired:  # grpcio may end a cancelled call's request stream like a clean end
+            # Also when grpcio ended the cancelled call's request stream like a clean end. Once finished in
+            # time, proposing is bounded by the call's own deadline, never cut by this limit.
+            if not stream.finish():
                 raise stream.error()
-            stream.finish()  # received in time; proposing is bounded by the call's own deadline
             raw = bytes(data)
             del data  # gone before parsing makes its own copies: the upload is not held twice over
             entries = parse_import(raw, fmt)
