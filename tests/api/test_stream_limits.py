@@ -32,7 +32,7 @@ from vaultd.v1 import vault_pb2, vault_pb2_grpc
 pytestmark = pytest.mark.timeout(90)
 
 MAX_STREAMS = 2
-STREAM_SECONDS = 3.0
+STREAM_SECONDS = 5.0
 BIG_VAULT = "big"
 
 
@@ -43,7 +43,7 @@ class Served(NamedTuple):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Four workers, two streams, three seconds; a vault whose export (~40 MiB) is far more than the
+    """Four workers, two streams, five seconds; a vault whose export (~40 MiB) is far more than the
     flow-control windows and socket buffers between server and client hold, so a client that stops
     reading really stalls the server's send. With an audit log, to see what it records of cut streams."""
     tmp: Path = tmp_path_factory.mktemp("streams")
