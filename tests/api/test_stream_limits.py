@@ -160,7 +160,8 @@ def test_a_stalled_import_is_ended_after_the_time_limit_and_imports_nothing(serv
             assert STREAM_SECONDS - 0.5 <= time.monotonic() - started <= STREAM_SECONDS + 5
         finally:
             release.set()
-    assert _wait_for(lambda: _handled("ImportVault", "DEADLINE_EXCEEDED") == expired + 1, 5)
+    assert _wait_for(lambda: _handled("ImportVault", "DEADLINE_EXCEEDED") == expired + 1, 5), [
+        (c.name, _handled("ImportVault", c.name)) for c in grpc.StatusCode]
     assert _audited(served, "ImportVault")[-1] == ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED")
     with vc.VaultClient([served.addr], timeout=5.0) as client, pytest.raises(vc.NotFound):
         client.get_vault("stalled-import")

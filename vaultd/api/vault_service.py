@@ -305,8 +305,10 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
         with self.streams.slot(context) as stream:
             try:
                 header, fmt, mode, data = _receive_import(request_iterator, context)
-            except grpc.RpcError:
-                if stream.expired:  # the time limit cancelled the call while we waited for the client
+            except (grpc.RpcError, errors.ApiError):
+                # The time limit cancelled the call while we waited for the client: the request stream then
+                # raises, or grpcio ends it like a clean end and the upload looks short (MALFORMED_IMPORT).
+                if stream.expired:
                     raise stream.error() from None
                 raise
             # Also when grpcio ended the cancelled call's request stream like a clean end. Once finished in
