@@ -375,6 +375,8 @@ class NodeConfig:
             raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
         if not self.raft_min_timeout < self.raft_max_timeout:
             raise ConfigError("raft_min_timeout must be below raft_max_timeout")
+        if self.max_concurrent_streams < 1 or not self.stream_max_seconds > 0:
+            raise ConfigError("max_concurrent_streams must be at least 1 and stream_max_seconds above 0")
 
 
 def split_peer(peer: str) -> tuple[str, str]:

@@ -34,6 +34,10 @@ from vaultd import config
 from vaultd.config import ConfigError, NodeConfig
 from vaultd.tls import TLSFileError, load_ca_bundle, load_certificate_pair
 
+if TYPE_CHECKING:
+    from vaultd.api.wrapping import HandlerWrapper
+    from vaultd.observability.audit import AuditLog
+
 log = logging.getLogger("vaultd.serve")
 
 EXIT_CONFIG = 2
@@ -134,12 +138,21 @@ def run(cfg: NodeConfig) -> int:
     # Databases, journal and snapshots hold every secret: whatever this process creates is owner-only.
     os.umask(0o077)
     try:
+        audit = _open_audit_log(cfg)
+    except OSError as exc:
+        log.error("startup failed: cannot open the audit log %s: %s", cfg.audit_log, exc.strerror or exc)
+        return EXIT_STARTUP
+    try:
         node_parts = _start_node(cfg)
     except Exception as exc:
         log.error("startup failed: %s: %s", type(exc).__name__, exc)
+        if audit is not None:
+            audit.close()
         return EXIT_STARTUP
     machine, stats, node = node_parts
 
+    if audit is not None:
+        reload_hooks.append(audit.reopen)   # logrotate renamed the file: the next line goes to a new one
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -151,8 +164,11 @@ def run(cfg: NodeConfig) -> int:
     server = None
     http = None
     try:
-        server = build_server(node=node, machine=machine, stats=stats, cfg=cfg,
-                              wrappers=[RpcMetrics(slow_request_seconds=cfg.slow_request_seconds)])
+        # The audit log sits inside RpcMetrics and outside authentication (which fills in its Caller).
+        wrappers: list[HandlerWrapper] = [RpcMetrics(slow_request_seconds=cfg.slow_request_seconds)]
+        if audit is not None:
+            wrappers.append(audit)
+        server = build_server(node=node, machine=machine, stats=stats, cfg=cfg, wrappers=wrappers)
         if server.tls is not None:
             reload_hooks.append(server.tls.reload)
         server.start()
@@ -172,6 +188,8 @@ def run(cfg: NodeConfig) -> int:
     node.stop()
     if http is not None:
         http.stop()
+    if audit is not None:
+        audit.close()  # after the gRPC server drained: every finished RPC has its line
     collector.unregister()
     if stats is not None:
         stats.close()
@@ -180,6 +198,16 @@ def run(cfg: NodeConfig) -> int:
     for handler in logging.getLogger().handlers:
         handler.flush()
     return code
+
+
+def _open_audit_log(cfg: NodeConfig) -> AuditLog | None:
+    """The audit log when --audit-log is set; a node asked to audit does not serve without its file."""
+    if not cfg.audit_log:
+        return None
+    from vaultd.api.targets import keys_of, vaults_of
+    from vaultd.observability.audit import AuditLog
+
+    return AuditLog(cfg.audit_log, cfg.node_id, vaults_of, keys_of)
 
 
 def _start_node(cfg: NodeConfig) -> tuple[object, object, object]:

@@ -7,9 +7,11 @@ recorded in the node-local access statistics; gets and scans are timed into the 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -24,6 +26,8 @@ from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 # An import is parsed on the receiving node, so its whole file is held in memory: bound it.
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
+# RESOURCE_EXHAUSTED reason for an export or import beyond cfg.max_concurrent_streams.
+TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
 # Entries per ImportChunk log entry stay well under pysyncobj's ~1 MiB practical entry ceiling.
 IMPORT_CHUNK_BYTES = 512 * 1024
 _IMPORT_FORMATS = {
@@ -66,10 +70,91 @@ def _expected(request: Any) -> int | None:
     return validation.validate_expected_version(request.expected_version)
 
 
+class StreamSlot:
+    """One export or import stream holding a slot; the timer ends it after `stream_max_seconds`.
+
+    Why a timer that cancels the call, not a check between messages: a stalled client blocks the handler
+    inside grpcio (an export's send waits for flow-control window the client never grants; an import's
+    next() waits for a message that never comes), so only cancelling the call from another thread releases
+    the worker. The call is cancelled with DEADLINE_EXCEEDED through grpcio's core call object (the public
+    `context.cancel()` can only say CANCELLED, and is the fallback should that object move).
+    """
+
+    def __init__(self, context: grpc.ServicerContext, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+        self.expired = False
+        self._context = context
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(max_seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.name = "vaultd-stream-limit"
+        self._timer.start()
+
+    def finish(self) -> bool:
+        """The transfer is over (export sent, import received): the time limit no longer applies. False when
+        the limit struck first; the call is then cancelled and must not go on (an import must not propose)."""
+        with self._lock:
+            self._done = True
+            in_time = not self.expired
+        self._timer.cancel()
+        return in_time
+
+    def error(self) -> errors.ApiError:
+        return errors.ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", self._message(),
+                               {"max_seconds": f"{self.max_seconds:g}"})
+
+    def _message(self) -> str:
+        return f"the stream ran longer than this node's limit of {self.max_seconds:g} s (stream_max_seconds)"
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+        # Set first, so the metrics and the audit log record DEADLINE_EXCEEDED rather than CANCELLED.
+        self._context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+        self._context.set_details(self._message())
+        call = getattr(getattr(self._context, "_rpc_event", None), "call", None)
+        try:
+            call.cancel(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], self._message())
+        except Exception:  # noqa: BLE001 - grpcio moved its internals: end the call the public way
+            self._context.cancel()
+
+
+class StreamLimiter:
+    """At most `max_streams` export/import streams in flight on this node, each ended after `max_seconds`.
+
+    A stream can hold a worker thread for as long as its client likes (reading an export slowly, or not at
+    all; sending an import slowly). Without a bound, cfg.grpc_workers such streams starve every other RPC.
+    Beyond the bound a stream is refused at once with RESOURCE_EXHAUSTED / TOO_MANY_STREAMS.
+    """
+
+    def __init__(self, max_streams: int, max_seconds: float) -> None:
+        self.max_streams = max_streams
+        self.max_seconds = max_seconds
+        self._slots = threading.BoundedSemaphore(max_streams)
+
+    @contextmanager
+    def slot(self, context: grpc.ServicerContext) -> Iterator[StreamSlot]:
+        if not self._slots.acquire(blocking=False):
+            raise errors.ApiError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, TOO_MANY_STREAMS,
+                f"this node already serves {self.max_streams} export/import streams (max_concurrent_streams); "
+                "retry later", {"max": str(self.max_streams)})
+        stream = StreamSlot(context, self.max_seconds)
+        try:
+            yield stream
+        finally:
+            stream.finish()
+            self._slots.release()
+
+
 class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     def __init__(self, node: Any, machine: Any, stats: Any, cfg: Any, fanout: StatsFanout) -> None:
         super().__init__(node, machine, stats, cfg)
         self.fanout = fanout
+        self.streams = StreamLimiter(cfg.max_concurrent_streams, cfg.stream_max_seconds)
 
     def _record(self, vault: str, key: str, op: str, started: float) -> None:
         if self.stats is not None:
@@ -210,48 +295,38 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     def ExportVault(self, request: vault_pb2.ExportVaultRequest,
                     context: grpc.ServicerContext) -> Iterator[vault_pb2.ExportChunk]:
         name = validation.validate_vault_name(request.name)
-        started = time.perf_counter()
-        for piece in self.reader(context, request.consistency).export(name):
-            yield vault_pb2.ExportChunk(data=piece)
-        self._record(name, "", "export", started)
+        with self.streams.slot(context) as stream:
+            started = time.perf_counter()
+            for piece in self.reader(context, request.consistency).export(name):
+                yield vault_pb2.ExportChunk(data=piece)
+            stream.finish()
+            self._record(name, "", "export", started)
 
     @unary
     def ImportVault(self, request_iterator: Iterator[vault_pb2.ImportChunk],
                     context: grpc.ServicerContext) -> vault_pb2.ImportVaultResponse:
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("chunk") != "header":
-            raise errors.invalid_argument("the first ImportChunk must be the header", field="header")
-        header = first.header
-        vault = validation.validate_vault_name(header.vault)
-        fmt = _IMPORT_FORMATS.get(header.format)
-        mode = _IMPORT_MODES.get(header.mode)
-        if fmt is None or mode is None:
-            raise errors.invalid_argument("unknown import format or mode", field="format" if fmt is None else "mode")
-        data = bytearray()
-        for chunk in request_iterator:
-            if chunk.WhichOneof("chunk") != "data":
-                raise errors.invalid_argument("only the first ImportChunk may be a header", field="header")
-            data += chunk.data
-            if len(data) > MAX_IMPORT_BYTES:
-                raise errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE",
-                                      f"import files are limited to {MAX_IMPORT_BYTES} bytes",
-                                      {"max": str(MAX_IMPORT_BYTES)})
-        # grpcio may end the request stream of a call the client abandoned as if it were complete: without
-        # this, the part received would be imported as the whole file.
-        if header.size and len(data) != header.size:
-            if not context.is_active():  # the client left: say so in the metrics, not MALFORMED_IMPORT
-                gone = errors.client_gone(context.time_remaining())
-                raise errors.ApiError(gone.code, gone.reason, gone.message)
-            raise errors.ApiError(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_IMPORT",
-                                  f"the import stream carried {len(data)} of the {header.size} bytes its header "
-                                  "announced", {"field": "size", "expected": str(header.size),
-                                                "received": str(len(data))})
-        entries = parse_import(bytes(data), fmt)
-        max_value = self.limits().max_value_size
-        for entry in entries:
-            validation.validate_key(entry.key)
-            validation.validate_value(entry.value, max_value, entry.key)
-        result = self._import(context, header.request_id or str(uuid.uuid4()), vault, mode, entries)
+        with self.streams.slot(context) as stream:
+            try:
+                header, fmt, mode, data = _receive_import(request_iterator, context)
+            except (grpc.RpcError, errors.ApiError):
+                # The time limit cancelled the call while we waited for the client: the request stream then
+                # raises, or grpcio ends it like a clean end and the upload looks short (MALFORMED_IMPORT).
+                if stream.expired:
+                    raise stream.error() from None
+                raise
+            # Also when grpcio ended the cancelled call's request stream like a clean end. Once finished in
+            # time, proposing is bounded by the call's own deadline, never cut by this limit.
+            if not stream.finish():
+                raise stream.error()
+            raw = bytes(data)
+            del data  # gone before parsing makes its own copies: the upload is not held twice over
+            entries = parse_import(raw, fmt)
+            del raw
+            max_value = self.limits().max_value_size
+            for entry in entries:
+                validation.validate_key(entry.key)
+                validation.validate_value(entry.value, max_value, entry.key)
+            result = self._import(context, header.request_id or str(uuid.uuid4()), header.vault, mode, entries)
         return vault_pb2.ImportVaultResponse(imported=result.imported, skipped=result.skipped,
                                              overwritten=result.overwritten)
 
@@ -278,6 +353,50 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
         name = validation.validate_vault_name(request.name)
         info = self.reader(context).get_vault(name)
         return self.fanout.vault_stats(info, context)
+
+
+def _too_large() -> errors.ApiError:
+    return errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE",
+                           f"import files are limited to {MAX_IMPORT_BYTES} bytes", {"max": str(MAX_IMPORT_BYTES)})
+
+
+def _receive_import(request_iterator: Iterator[vault_pb2.ImportChunk], context: grpc.ServicerContext,
+                    ) -> tuple[vault_pb2.ImportHeader, str, cmd.ImportMode, bytearray]:
+    """The header (validated) and the file's bytes, never more than MAX_IMPORT_BYTES of them.
+
+    A file announced bigger than the bound is refused before any data is read; otherwise each chunk is
+    checked before it is kept, so the node holds at most MAX_IMPORT_BYTES of upload per import whatever the
+    client sends (grpc's receive limit bounds the one message in hand).
+    """
+    first = next(request_iterator, None)
+    if first is None or first.WhichOneof("chunk") != "header":
+        raise errors.invalid_argument("the first ImportChunk must be the header", field="header")
+    header = first.header
+    validation.validate_vault_name(header.vault)
+    fmt = _IMPORT_FORMATS.get(header.format)
+    mode = _IMPORT_MODES.get(header.mode)
+    if fmt is None or mode is None:
+        raise errors.invalid_argument("unknown import format or mode", field="format" if fmt is None else "mode")
+    if header.size > MAX_IMPORT_BYTES:
+        raise _too_large()
+    data = bytearray()
+    for chunk in request_iterator:
+        if chunk.WhichOneof("chunk") != "data":
+            raise errors.invalid_argument("only the first ImportChunk may be a header", field="header")
+        if len(data) + len(chunk.data) > MAX_IMPORT_BYTES:
+            raise _too_large()
+        data += chunk.data
+    # grpcio may end the request stream of a call the client abandoned as if it were complete: without
+    # this, the part received would be imported as the whole file.
+    if header.size and len(data) != header.size:
+        if not context.is_active():  # the client left: say so in the metrics, not MALFORMED_IMPORT
+            gone = errors.client_gone(context.time_remaining())
+            raise errors.ApiError(gone.code, gone.reason, gone.message)
+        raise errors.ApiError(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_IMPORT",
+                              f"the import stream carried {len(data)} of the {header.size} bytes its header "
+                              "announced", {"field": "size", "expected": str(header.size),
+                                            "received": str(len(data))})
+    return header, fmt, mode, data
 
 
 def _split(entries: list[cmd.ImportEntry]) -> list[list[cmd.ImportEntry]]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from vaultd.cli.render import (Progress, entry_dict, print_fields, print_json, print_table, value_text)
@@ -108,10 +110,33 @@ def vault_stats(args: argparse.Namespace, client: VaultClient) -> None:
                     [(k.key, k.access_count, k.last_accessed) for k in stats.top_keys])
 
 
+@contextlib.contextmanager
+def _secret_file(path: str) -> Iterator[IO[bytes]]:
+    """A file of secrets at `path`, owner-only (0600) from its first byte.
+
+    Written to a new temporary file beside `path` (mkstemp: 0600, O_EXCL, never an existing file or a
+    symlink) and renamed over `path` once complete. So an export is never readable by others, not even
+    briefly (as with chmod after open) nor because an older file at `path` was 0644; a symlink planted at
+    `path` is replaced, not followed; and a failed export leaves any previous file as it was.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, partial = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
 def vault_export(args: argparse.Namespace, client: VaultClient) -> None:
     progress = Progress(f"export {args.name}", None, _progress_enabled(args))
     if args.file and args.file != "-":
-        with open(args.file, "wb") as out:
+        with _secret_file(args.file) as out:
             total = client.export_to(args.name, out, args.consistency, progress=progress.update)
     else:
         total = client.export_to(args.name, sys.stdout.buffer, args.consistency, progress=progress.update)

@@ -70,6 +70,8 @@ raft_connections_rejected_total = Counter(
 # --- observability itself ---
 collector_errors_total = Counter(
     "vaultd_collector_errors_total", "Scrape-time collection sections that failed, by section.", ["section"])
+audit_write_errors_total = Counter(
+    "vaultd_audit_write_errors_total", "Audit log lines (or reopens) that could not be written.")
 
 # --- security ---
 insecure_mode = Gauge(
