@@ -21,6 +21,8 @@ UNIT = REPO / "deploy" / "systemd" / "vaultd@.service"
 def test_example_config_is_valid_and_scraped() -> None:
     cfg = config.load(["--config", str(EXAMPLE)], env={})
     cfg.validate()
+    cfg.validate_security()   # secure as shipped: TLS, peer TLS and a root token, no insecure mode
+    assert cfg.tls_enabled and cfg.peer_tls_enabled and cfg.auth_enabled and not cfg.insecure_plaintext
     assert cfg.node_id == "n1" and cfg.log_format == "json" and not cfg.unsafe_no_fsync
     assert cfg.peer_ids == {"10.0.0.12:7000": "n2", "10.0.0.13:7000": "n3"}
     assert cfg.bootstrap_limits()["max_keys_per_vault"] == 10000
