@@ -212,7 +212,7 @@ def test_imports_with_the_same_request_id_from_two_tokens_are_two_imports(one: t
 
 def test_a_root_token_file_others_can_read_stops_the_node(tmp_path) -> None:
     with Cluster(tmp_path, size=1, fsync=False) as cluster:
-                cluster.token_file.chmod(0o644)
+        cluster.token_file.chmod(0o644)
         with pytest.raises(RuntimeError) as info:
             cluster.start(timeout=20)
         assert "root token file" in str(info.value) and cluster.token not in str(info.value)
