@@ -50,7 +50,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     audit = AuditLog(str(tmp / "audit.log"), "n1", vaults_of, keys_of)
     cfg = NodeConfig(node_id="n1", data_dir=str(tmp), raft_addr=f"127.0.0.1:{free_port()}",
                      grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True,
-                     grpc_workers=4, max_concurrent_streams=MAX_STREAMS, stream_max_seconds=STREAM_SECONDS)
+                     insecure_plaintext=True, insecure_no_auth=True, grpc_workers=4, max_concurrent_streams=MAX_STREAMS, stream_max_seconds=STREAM_SECONDS)
     machine = StateMachine(cfg.db_path)
     node = ReplicatedNode(cfg, machine)
     node.start()

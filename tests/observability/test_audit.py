@@ -81,11 +81,19 @@ def test_lines_name_who_what_and_outcome_on_the_receiving_node(cluster: Cluster)
     leader = cluster.wait_leader()
     path = _audit_path(follower)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    with vc.VaultClient([follower.grpc_addr], timeout=10.0) as client:
+    root = cluster.client([follower], timeout=10.0)
+    root.put_policy("audit-all", [("audit-*", ["read", "write", "delete", "export", "import"])])
+    bot = root.create_token("audit-bot", ["audit-all"])
+    with vc.VaultClient([follower.grpc_addr], timeout=10.0, ca_file=str(cluster.ca_file),
+                        token=bot.secret) as client:
         client.put("audit-app", "db/password", SECRET, request_id="audit-put-1")
-        with grpc.insecure_channel(follower.grpc_addr) as channel, pytest.raises(grpc.RpcError):
+        with cluster.channel(follower) as channel, pytest.raises(grpc.RpcError):
             vault_pb2_grpc.VaultServiceStub(channel).Get(vault_pb2.GetRequest(vault="audit-app", key="nope"),
-                                                         timeout=5, metadata=[("x-request-id", "audit-get-missing")])
+                                                         timeout=5, metadata=[("x-request-id", "audit-get-missing"),
+                                                                              *cluster.call_metadata()])
+        with cluster.channel(follower) as channel, pytest.raises(grpc.RpcError):
+            vault_pb2_grpc.VaultServiceStub(channel).Get(vault_pb2.GetRequest(vault="audit-app", key="k"),
+                                                         timeout=5, metadata=[("x-request-id", "audit-no-token")])
         client.txn("audit-app", [vc.txn_put("api/key", SECRET), vc.txn_delete("db/password")],
                    request_id="audit-txn-1")
         client.import_vault("audit-imp", f"TOKEN={SECRET}\n".encode(), format="dotenv", request_id="audit-imp-1")
@@ -96,14 +104,18 @@ def test_lines_name_who_what_and_outcome_on_the_receiving_node(cluster: Cluster)
     assert set(put) == FIELDS
     assert (put["node"], put["method"], put["vaults"], put["keys"], put["code"], put["reason"]) == (
         follower.node_id, "vaultd.v1.VaultService/Put", ["audit-app"], ["db/password"], "OK", "")
-    assert (put["token_id"], put["token_name"]) == ("", "")  # authentication is off in this cluster
+    assert (put["token_id"], put["token_name"]) == (bot.token_id, "audit-bot")   # never the secret
+    assert bot.secret.split(".")[-1] not in path.read_text()
     assert put["peer"].startswith("ipv4:127.0.0.1:")
     when = dt.datetime.fromisoformat(put["time"])
     assert when.tzinfo is not None and abs((dt.datetime.now(dt.timezone.utc) - when).total_seconds()) < 60
 
     missing = _wait_line(path, "audit-get-missing")
-    assert (missing["method"], missing["keys"], missing["code"], missing["reason"]) == (
-        "vaultd.v1.VaultService/Get", ["nope"], "NOT_FOUND", "KEY_NOT_FOUND")
+    assert (missing["method"], missing["keys"], missing["code"], missing["reason"], missing["token_id"]) == (
+        "vaultd.v1.VaultService/Get", ["nope"], "NOT_FOUND", "KEY_NOT_FOUND", "root")
+    anonymous = _wait_line(path, "audit-no-token")   # refused before any handler: still audited
+    assert (anonymous["code"], anonymous["reason"], anonymous["token_id"], anonymous["vaults"]) == (
+        "UNAUTHENTICATED", "UNAUTHENTICATED", "", ["audit-app"])
     txn = _wait_line(path, "audit-txn-1")
     assert (txn["vaults"], txn["keys"], txn["code"]) == (["audit-app"], ["api/key", "db/password"], "OK")
     imported = _wait_line(path, "audit-imp-1")  # vault and request id from the stream's header
@@ -130,7 +142,7 @@ def test_sighup_reopens_the_file_after_logrotate_renamed_it(cluster: Cluster) ->
     node = cluster.nodes[2]
     path = _audit_path(node)
     rotated = path.with_name(path.name + ".1")
-    with vc.VaultClient([node.grpc_addr], timeout=10.0) as client:
+    with cluster.client([node], timeout=10.0) as client:
         client.put("audit-rot", "k", b"v", request_id="audit-before-rotate")
         _wait_line(path, "audit-before-rotate")
         os.rename(path, rotated)
@@ -176,10 +188,10 @@ def test_a_failing_write_is_counted_and_logged_once(tmp_path: Path, caplog: pyte
 def test_undecodable_request_is_audited_without_names(cluster: Cluster) -> None:
     """Bytes that are not a PutRequest still get their line (INVALID_ARGUMENT), naming no vault or key."""
     node = cluster.nodes[0]
-    with grpc.insecure_channel(node.grpc_addr) as channel:
+    with cluster.channel(node) as channel:
         put = channel.unary_unary("/vaultd.v1.VaultService/Put")
         with pytest.raises(grpc.RpcError) as err:
-            put(b"\xff\xff\xff", timeout=5, metadata=[("x-request-id", "audit-garbage")])
+            put(b"\xff\xff\xff", timeout=5, metadata=[("x-request-id", "audit-garbage"), *cluster.call_metadata()])
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     line = _wait_line(_audit_path(node), "audit-garbage")
     assert (line["vaults"], line["keys"], line["code"], line["reason"]) == ([], [], "INVALID_ARGUMENT",
