@@ -267,6 +267,13 @@ class _SlowDisk(StateMachine):
         return super().apply_entry(index, term, payload)
 
 
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
 def test_a_shared_barrier_lives_as_long_as_its_most_patient_reader(group: Callable[..., Group]) -> None:
     g = group(1, machine_class=_SlowDisk)
     node = g.nodes[0]
@@ -283,10 +290,11 @@ def test_a_shared_barrier_lives_as_long_as_its_most_patient_reader(group: Callab
     try:
         threads = {name: threading.Thread(target=reader, args=(name, timeout))
                    for name, timeout in (("first", 5.0), ("hasty", 0.2), ("patient", 5.0))}
+        barriers = node._barriers
         threads["first"].start()        # launches a barrier that takes 0.6 s to apply
-        time.sleep(0.15)
+        _wait_until(lambda: barriers._current is not None, "the first barrier in flight")
         threads["hasty"].start()        # both join the next barrier, launched when the first one is done
-        time.sleep(0.05)
+        _wait_until(lambda: barriers._next is not None, "the hasty reader waiting for the next barrier")
         threads["patient"].start()
         for t in threads.values():
             t.join(10)
