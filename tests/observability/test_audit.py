@@ -37,8 +37,8 @@ from vaultd.v1 import vault_pb2, vault_pb2_grpc
 pytestmark = pytest.mark.timeout(120)
 
 SECRET = "sk_live_audit_do_not_leak_4711"
-FIELDS = {"time", "node", "token_id", "token_name", "method", "vaults", "keys", "code", "reason", "request_id",
-          "peer"}
+FIELDS = {"time", "node", "token_id", "token_name", "method", "vaults", "keys", "keys_omitted", "code", "reason",
+          "request_id", "peer"}
 
 
 def _audit_path(node: NodeProc) -> Path:
@@ -114,8 +114,8 @@ def test_lines_name_who_what_and_outcome_on_the_receiving_node(cluster: Cluster)
     assert (missing["method"], missing["keys"], missing["code"], missing["reason"], missing["token_id"]) == (
         "vaultd.v1.VaultService/Get", ["nope"], "NOT_FOUND", "KEY_NOT_FOUND", "root")
     anonymous = _wait_line(path, "audit-no-token")   # refused before any handler: still audited
-    assert (anonymous["code"], anonymous["reason"], anonymous["token_id"], anonymous["vaults"]) == (
-        "UNAUTHENTICATED", "UNAUTHENTICATED", "", ["audit-app"])
+    assert (anonymous["code"], anonymous["reason"], anonymous["token_id"], anonymous["vaults"], anonymous["keys"]) \
+        == ("UNAUTHENTICATED", "UNAUTHENTICATED", "", [], [])    # an anonymous caller's names are not logged
     txn = _wait_line(path, "audit-txn-1")
     assert (txn["vaults"], txn["keys"], txn["code"]) == (["audit-app"], ["api/key", "db/password"], "OK")
     imported = _wait_line(path, "audit-imp-1")  # vault and request id from the stream's header
@@ -181,6 +181,25 @@ def test_a_failing_write_is_counted_and_logged_once(tmp_path: Path, caplog: pyte
     try:
         audit.write({"method": "m", "code": "OK"})
         assert _lines(tmp_path / "audit.log") == [{"method": "m", "code": "OK"}]
+    finally:
+        audit.close()
+
+
+def test_a_txn_naming_many_keys_gets_a_bounded_line(cluster: Cluster) -> None:
+    node = cluster.nodes[1]
+    with cluster.client([node], timeout=10.0) as client:
+        client.txn("audit-many", [vc.txn_put(f"k{i:03d}", b"v") for i in range(150)], request_id="audit-many-1")
+    line = _wait_line(_audit_path(node), "audit-many-1")
+    assert line["keys"] == [f"k{i:03d}" for i in range(100)] and line["keys_omitted"] == 50
+
+
+def test_an_existing_loose_file_is_made_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text("")
+    path.chmod(0o644)
+    audit = AuditLog(str(path), "n1", vaults_of, keys_of)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         audit.close()
 

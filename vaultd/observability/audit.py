@@ -26,6 +26,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,12 @@ AUDITED_PREFIX = "/vaultd."
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 # One encoder: json.dumps with any argument builds a new JSONEncoder per call (a third of a line's cost).
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+# One line per request must stay small whatever a request names: a Txn may name thousands of keys and a
+# refused request any garbage. Valid names fit (keys <= 1024 bytes, vaults <= 64); a longer name was refused
+# anyway, and its first 1024 characters identify it.
+MAX_AUDITED_KEYS = 100
+MAX_AUDITED_NAME_CHARS = 1024
 
 
 def _utc(timestamp: float) -> str:
@@ -118,7 +125,15 @@ class AuditLog:
         self._fd: int | None = self._open()  # a node asked to audit does not start without its file
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """The file, owner-only even when it existed with a looser mode (created by hand or by a tool)."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):   # not e.g. /dev/full or a FIFO to a log shipper
+                os.fchmod(fd, 0o600)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     def reopen(self) -> None:
         """Open the configured path again (logrotate renamed the file); on failure keep writing to the old one."""
@@ -234,17 +249,22 @@ class AuditLog:
                 request: Any, started: float, raised: bool) -> None:
         code = _final_code(context, raised)
         try:
-            vaults, keys = self._vaults_of(full_method, request), self._keys_of(request)
+            if code == "UNAUTHENTICATED":   # an anonymous caller's names are not worth a disk: none logged
+                vaults, keys = [], []
+            else:
+                vaults, keys = self._vaults_of(full_method, request), self._keys_of(request)
         except Exception:  # noqa: BLE001 - an undecodable request names nothing; the line is still written
             vaults, keys = [], []
+        omitted = max(len(keys) - MAX_AUDITED_KEYS, 0)
         self.write({
             "time": _utc(started),
             "node": self.node_id,
             "token_id": caller.token_id,
             "token_name": caller.name,
             "method": method,
-            "vaults": vaults,
-            "keys": keys,
+            "vaults": [name[:MAX_AUDITED_NAME_CHARS] for name in vaults],
+            "keys": [name[:MAX_AUDITED_NAME_CHARS] for name in keys[:MAX_AUDITED_KEYS]],
+            "keys_omitted": omitted,
             "code": code,
             "reason": _reason(context) if code != "OK" else "",
             "request_id": _request_id(context, request),
