@@ -220,3 +220,30 @@ def test_stream_limits_must_allow_a_stream(flags: list[str]) -> None:
     config.load(base, env={}).validate()
     with pytest.raises(config.ConfigError, match="max_concurrent_streams must be at least 1"):
         config.load(base + flags, env={}).validate()
+
+
+def _no_header(release: threading.Event) -> Iterator[vault_pb2.ImportChunk]:
+    release.wait(30)   # never sends the header while the test runs
+    return
+    yield  # a generator
+
+
+def test_imports_hold_no_stream_slot_until_their_header_arrives(served: Served) -> None:
+    """The `import` capability is checked when the header arrives, so streams without one (any token could
+    open them) must not hold the node's export/import slots; they end after the header limit."""
+    expired = _handled("ImportVault", "DEADLINE_EXCEEDED")
+    release = threading.Event()
+    channel = grpc.insecure_channel(served.addr)
+    try:
+        stub = vault_pb2_grpc.VaultServiceStub(channel)
+        waiting = [stub.ImportVault.future(_no_header(release), timeout=30) for _ in range(MAX_STREAMS)]
+        with vc.VaultClient([served.addr], timeout=5.0) as client:
+            assert client.import_vault("after-headerless", b"A=1\n", format="dotenv").imported == 1
+        for future in waiting:
+            with pytest.raises(grpc.RpcError) as err:
+                future.result(timeout=STREAM_SECONDS + 10)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert _wait_for(lambda: _handled("ImportVault", "DEADLINE_EXCEEDED") >= expired + MAX_STREAMS, 10)
+    finally:
+        release.set()
+        channel.close()

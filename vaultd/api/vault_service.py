@@ -7,6 +7,7 @@ recorded in the node-local access statistics; gets and scans are timed into the 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -26,6 +27,8 @@ from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 # An import is parsed on the receiving node, so its whole file is held in memory: bound it.
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
+# An import's first message (its header, which authorization needs) must arrive within this long.
+IMPORT_HEADER_SECONDS = 10.0
 # RESOURCE_EXHAUSTED reason for an export or import beyond cfg.max_concurrent_streams.
 TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
 # Entries per ImportChunk log entry stay well under pysyncobj's ~1 MiB practical entry ceiling.
@@ -80,8 +83,10 @@ class StreamSlot:
     `context.cancel()` can only say CANCELLED, and is the fallback should that object move).
     """
 
-    def __init__(self, context: grpc.ServicerContext, max_seconds: float) -> None:
+    def __init__(self, context: grpc.ServicerContext, max_seconds: float,
+                 what: str = "the stream ran longer than this node's limit (stream_max_seconds)") -> None:
         self.max_seconds = max_seconds
+        self.what = what
         self.expired = False
         self._context = context
         self._lock = threading.Lock()
@@ -105,7 +110,7 @@ class StreamSlot:
                                {"max_seconds": f"{self.max_seconds:g}"})
 
     def _message(self) -> str:
-        return f"the stream ran longer than this node's limit of {self.max_seconds:g} s (stream_max_seconds)"
+        return f"{self.what}: {self.max_seconds:g} s"
 
     def _expire(self) -> None:
         with self._lock:
@@ -305,9 +310,22 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     @unary
     def ImportVault(self, request_iterator: Iterator[vault_pb2.ImportChunk],
                     context: grpc.ServicerContext) -> vault_pb2.ImportVaultResponse:
+        # The header first, without a slot: the caller's `import` capability is checked when the header
+        # arrives (api/auth.py), so a token that may not import cannot hold the node's stream slots. A client
+        # that never sends one is ended after IMPORT_HEADER_SECONDS.
+        waiting = StreamSlot(context, min(IMPORT_HEADER_SECONDS, self.streams.max_seconds),
+                             "no import header arrived within this node's limit")
+        try:
+            first = next(request_iterator, None)
+        except grpc.RpcError:
+            if waiting.expired:
+                raise waiting.error() from None
+            raise
+        if not waiting.finish():
+            raise waiting.error()
         with self.streams.slot(context) as stream:
             try:
-                header, fmt, mode, data = _receive_import(request_iterator, context)
+                header, fmt, mode, data = _receive_import(itertools.chain([first], request_iterator), context)
             except (grpc.RpcError, errors.ApiError):
                 # The time limit cancelled the call while we waited for the client: the request stream then
                 # raises, or grpcio ends it like a clean end and the upload looks short (MALFORMED_IMPORT).
@@ -360,7 +378,7 @@ def _too_large() -> errors.ApiError:
                            f"import files are limited to {MAX_IMPORT_BYTES} bytes", {"max": str(MAX_IMPORT_BYTES)})
 
 
-def _receive_import(request_iterator: Iterator[vault_pb2.ImportChunk], context: grpc.ServicerContext,
+def _receive_import(request_iterator: Iterator[vault_pb2.ImportChunk | None], context: grpc.ServicerContext,
                     ) -> tuple[vault_pb2.ImportHeader, str, cmd.ImportMode, bytearray]:
     """The header (validated) and the file's bytes, never more than MAX_IMPORT_BYTES of them.
 
