@@ -30,6 +30,7 @@ MAX_TOKEN_POLICIES = 32
 MAX_TOKEN_NAME_CHARS = 128
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", re.ASCII)
+MAX_VAULT_NAME_CHARS = 64
 _GLOB = re.compile(r"[A-Za-z0-9_.\-*?]{1,64}", re.ASCII)
 TOKEN_ID_PATTERN = re.compile(r"[0-9a-f]{16,64}", re.ASCII)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -96,8 +97,31 @@ def validate_secret_hash(digest: object) -> str:
     return digest
 
 
-def _compile(glob: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in glob), re.ASCII)
+def glob_match(glob: str, name: str) -> bool:
+    """`*` any run, `?` one character, anything else itself; whole-name match.
+
+    Greedy matching that backtracks only to the last `*` seen: O(len(glob) * len(name)) at worst, never the
+    exponential time a backtracking regex takes on globs like `*a*a*a*a*b` (authorization runs on every
+    request, on the tick thread's GIL, with names the caller chooses)."""
+    g = n = 0
+    star = -1
+    resume = 0
+    while n < len(name):
+        if g < len(glob) and (glob[g] == "?" or glob[g] == name[n]):
+            g += 1
+            n += 1
+        elif g < len(glob) and glob[g] == "*":
+            star, resume = g, n
+            g += 1
+        elif star >= 0:
+            g = star + 1
+            resume += 1
+            n = resume
+        else:
+            return False
+    while g < len(glob) and glob[g] == "*":
+        g += 1
+    return g == len(glob)
 
 
 class CompiledPolicies:
@@ -110,13 +134,19 @@ class CompiledPolicies:
         for rule in rules:
             literal = sum(1 for ch in rule.vault_glob if ch not in "*?")
             exact = not any(ch in "*?" for ch in rule.vault_glob)
-            compiled.append(((exact, literal), _compile(rule.vault_glob), frozenset(rule.capabilities)))
+            compiled.append(((exact, literal), rule.vault_glob, frozenset(rule.capabilities)))
         compiled.sort(key=lambda item: item[0], reverse=True)
         self._rules = tuple(compiled)
         self._decided: dict[str, frozenset[str]] = {}   # vault -> capabilities; bounded, immutable rules
 
     def capabilities(self, vault: str) -> frozenset[str]:
-        """What the most specific matching rules grant on `vault` (CLUSTER for cluster-wide capabilities)."""
+        """What the most specific matching rules grant on `vault` (CLUSTER for cluster-wide capabilities).
+
+        A name longer than any valid vault name (the request will be refused as INVALID_VAULT_NAME when
+        allowed to reach the servicer) is judged by the rules whose glob is all `*` only, and never cached:
+        matching or caching megabytes of a caller's garbage would cost every other request."""
+        if len(vault) > MAX_VAULT_NAME_CHARS:
+            return self._decide_garbage()
         decided = self._decided.get(vault)
         if decided is None:
             decided = self._decide(vault)
@@ -128,10 +158,21 @@ class CompiledPolicies:
     def _decide(self, vault: str) -> frozenset[str]:
         best = None
         granted: frozenset[str] = frozenset()
-        for specificity, pattern, caps in self._rules:
+        for specificity, glob, caps in self._rules:
             if best is not None and specificity != best:
                 break
-            if (vault == CLUSTER and pattern.pattern == ".*") or (vault != CLUSTER and pattern.fullmatch(vault)):
+            if (vault == CLUSTER and glob == "*") or (vault != CLUSTER and glob_match(glob, vault)):
+                best = specificity
+                granted = granted | caps
+        return granted
+
+    def _decide_garbage(self) -> frozenset[str]:
+        best = None
+        granted: frozenset[str] = frozenset()
+        for specificity, glob, caps in self._rules:
+            if best is not None and specificity != best:
+                break
+            if not glob.strip("*"):
                 best = specificity
                 granted = granted | caps
         return granted
