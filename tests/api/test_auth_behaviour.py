@@ -61,6 +61,11 @@ def one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Nod
         cluster.close()
 
 
+def _decoded(page_token: str) -> bytes:
+    import base64
+    return base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4)) if page_token else b""
+
+
 def test_list_vaults_shows_only_vaults_the_token_may_list(one: tuple[Cluster, Node]) -> None:
     _, n = one
     for name in ("team-a-db", "team-a-web", "team-b-db", "shared"):
@@ -72,14 +77,19 @@ def test_list_vaults_shows_only_vaults_the_token_may_list(one: tuple[Cluster, No
     assert [v.name for v in listed.vaults] == ["shared", "team-a-db"]
     assert [v.name for v in n.as_(n.root, n.vault, "ListVaults", vault_pb2.ListVaultsRequest()).vaults] == [
         "shared", "team-a-db", "team-a-web", "team-b-db"]
-    pages, page_token = [], ""
+    pages, page_token, tokens = [], "", []
     for _ in range(10):
         page = n.as_(token, n.vault, "ListVaults", vault_pb2.ListVaultsRequest(page_size=1, page_token=page_token))
-        pages += [v.name for v in page.vaults]
+        pages.append([v.name for v in page.vaults])
         page_token = page.next_page_token
+        tokens.append(page_token)
         if not page_token:
             break
-    assert pages == ["shared", "team-a-db"]
+    assert pages == [["shared"], ["team-a-db"]]     # full pages: the listing skips what the token may not see
+    # A page token names only a vault the token was shown (it once named the last vault scanned, visible or
+    # not, which let anyone page through every name with page_size=1).
+    for t in tokens:
+        assert all(hidden.encode() not in _decoded(t) for hidden in ("team-a-web", "team-b-db"))
 
 
 def test_another_principal_reusing_a_request_id_gets_its_own_outcome(one: tuple[Cluster, Node]) -> None:

@@ -69,7 +69,9 @@ RULES: dict[str, Rule] = {
                                  Check(DELETE, lambda r: [r.vault] if any(op.HasField("delete")
                                                                            for op in r.ops) else [])),
     VAULT_SERVICE + "ExportVault": _rule(Check(EXPORT, _NAME)),
-    IMPORT_METHOD: _rule(Check(IMPORT, _VAULT)),           # applied to the ImportHeader
+    # Applied to the ImportHeader. An import creates the vault and (mode overwrite) replaces values: a write,
+    # as for CopyVault's destination.
+    IMPORT_METHOD: _rule(Check(IMPORT, _VAULT), Check(WRITE, _VAULT)),
     VAULT_SERVICE + "GetVaultStats": _rule(Check(READ, _NAME)),
     CLUSTER_SERVICE + "GetStatus": TOKEN_ONLY,
     CLUSTER_SERVICE + "AddMember": ADMIN_ONLY,

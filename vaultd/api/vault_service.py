@@ -201,12 +201,10 @@ class VaultServicer(ServicerBase, vault_pb2_grpc.VaultServiceServicer):
     @unary
     def ListVaults(self, request: vault_pb2.ListVaultsRequest,
                    context: grpc.ServicerContext) -> vault_pb2.ListVaultsResponse:
-        """Only the vaults the token may `list`; a page may come back shorter (even empty) than page_size
-        while next_page_token still continues the listing."""
-        vaults, token = self.reader(context, request.consistency).list_vaults(request.page_size,
-                                                                              request.page_token)
-        visible = [convert.vault(v) for v in vaults if auth.allows(targets.LIST, v.name)]
-        return vault_pb2.ListVaultsResponse(vaults=visible, next_page_token=token or "")
+        """Only the vaults the token may `list`, in full pages; the page token names the last vault shown."""
+        vaults, token = self.reader(context, request.consistency).list_vaults(
+            request.page_size, request.page_token, visible=lambda name: auth.allows(targets.LIST, name))
+        return vault_pb2.ListVaultsResponse(vaults=[convert.vault(v) for v in vaults], next_page_token=token or "")
 
     @unary
     def DeleteVault(self, request: vault_pb2.DeleteVaultRequest,

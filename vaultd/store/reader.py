@@ -12,7 +12,7 @@ import base64
 import hashlib
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -123,12 +123,25 @@ class Reader:
         with self._txn() as conn:
             return require_vault(conn, name)
 
-    def list_vaults(self, page_size: int = 0, page_token: str = "") -> tuple[list[VaultInfo], str]:
+    def list_vaults(self, page_size: int = 0, page_token: str = "",
+                    visible: Callable[[str], bool] | None = None) -> tuple[list[VaultInfo], str]:
+        """A page of vaults in name order. With `visible`, only the vaults it accepts count and appear, and
+        the page token names the last vault shown: a caller never learns a name it may not see, not even
+        from the token (the scan is bounded by the replicated vault limit)."""
         after = _decode_token(page_token)
         with self._txn() as conn:
             size = _page_size(page_size, read_limits(conn))
-            rows = conn.execute(f"SELECT {VAULT_COLUMNS} FROM vaults WHERE name > ? ORDER BY name LIMIT ?",
-                                (after or "", size + 1)).fetchall()
+            if visible is None:
+                rows = conn.execute(f"SELECT {VAULT_COLUMNS} FROM vaults WHERE name > ? ORDER BY name LIMIT ?",
+                                    (after or "", size + 1)).fetchall()
+            else:
+                rows = []
+                for row in conn.execute(f"SELECT {VAULT_COLUMNS} FROM vaults WHERE name > ? ORDER BY name",
+                                        (after or "",)):
+                    if visible(vault_from_row(row).name):
+                        rows.append(row)
+                        if len(rows) > size:
+                            break
         vaults = [vault_from_row(r) for r in rows[:size]]
         return vaults, (_encode_token(vaults[-1].name) if len(rows) > size else "")
 
