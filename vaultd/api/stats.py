@@ -14,6 +14,7 @@ authentication is on. A plaintext node (--insecure-plaintext) calls its peers in
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from vaultd.config import NodeConfig
 from vaultd.store.results import VaultInfo
 from vaultd.store.stats import KeyAccess, LocalAccessStats, combine_stats
 from vaultd.v1 import cluster_pb2, cluster_pb2_grpc, vault_pb2
+
+log = logging.getLogger("vaultd.api.stats")
 
 PEER_TIMEOUT_SECONDS = 2.0
 TOP_KEYS = 10
@@ -54,7 +57,12 @@ class StatsFanout:
             mtls = bool(cfg.tls_client_ca)
             credentials = tls.channel_credentials(cfg.tls_ca or cfg.tls_client_ca or None,
                                                   cfg.tls_cert if mtls else None, cfg.tls_key if mtls else None)
-        token = cfg.read_root_token() if cfg.auth_enabled else None
+        # The root token never crosses the network in plaintext: without TLS, peers see no token and answer
+        # UNAUTHENTICATED, so GetVaultStats lists them as unreachable (a WARNING at start says so).
+        token = cfg.read_root_token() if cfg.auth_enabled and cfg.tls_enabled else None
+        if cfg.auth_enabled and not cfg.tls_enabled:
+            log.warning("--insecure-plaintext with authentication: GetVaultStats reports this node's access "
+                        "statistics only (the root token is not sent to other nodes without TLS)")
         metadata = bearer_metadata(token) if token else ()
         return cls(machine, stats, cfg.node_id, credentials, metadata)
 
