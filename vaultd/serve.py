@@ -68,6 +68,11 @@ def check_tls_files(cfg: NodeConfig) -> None:
     """Unreadable, unparsable or mismatched TLS files are a configuration error (exit 2), found before the
     node starts rather than in the first failed handshake."""
     if cfg.tls_enabled:
+        try:
+            with open(cfg.tls_key, "rb") as f:   # a private key others can read is no longer private
+                config.check_private_file(f.fileno(), cfg.tls_key, "--tls-key")
+        except OSError as exc:
+            raise ConfigError(f"cannot read TLS key {cfg.tls_key}: {exc.strerror or type(exc).__name__}") from None
         load_certificate_pair(cfg.tls_cert, cfg.tls_key)
     for path, what in ((cfg.tls_client_ca, "client CA file (--tls-client-ca)"), (cfg.tls_ca, "CA file (--tls-ca)")):
         if path:

@@ -202,6 +202,11 @@ def test_serve_refuses_bad_tls_files_with_exit_2(tls_cluster: Cluster, tmp_path:
     proc = subprocess.run(base + ["--tls-key", str(tls_cluster.client_cert[1])], capture_output=True, timeout=60,
                           cwd=str(REPO))
     assert proc.returncode == 2 and b"does not match" in proc.stderr
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(_key.read_bytes())
+    loose.chmod(0o644)
+    proc = subprocess.run(base + ["--tls-key", str(loose)], capture_output=True, timeout=60, cwd=str(REPO))
+    assert proc.returncode == 2 and b"accessible by group or others" in proc.stderr
 
 
 def test_core_dumps_are_disabled(tls_cluster: Cluster) -> None:

@@ -43,6 +43,8 @@ def test_put_get_replace_and_delete_policy(drive: Driver) -> None:
     (c.CreateToken("0" * 16, "t", (), HASH, -1), "ttl_seconds"),
     (c.CreateToken("0" * 16, "t", (), HASH, pol.MAX_TTL_SECONDS + 1), "ttl_seconds"),
     (c.CreateToken("0" * 16, "x" * 129, (), HASH), "name"),
+    (c.CreateToken("0" * 16, "new\nline", (), HASH), "name"),
+    (c.CreateToken("0" * 16, "c1\x85control", (), HASH), "name"),
     (c.CreateToken("0" * 16, "t", ("bad name",), HASH), "policies"),
 ])
 def test_invalid_auth_commands_are_rejected_in_apply(drive: Driver, command: c.Command, field: str) -> None:

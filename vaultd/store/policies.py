@@ -67,8 +67,12 @@ def validate_rules(rules: object) -> tuple[PolicyRule, ...]:
 
 
 def validate_token_name(name: object) -> str:
-    if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME_CHARS or not name.isprintable():
-        raise InvalidArgument("name", f"a token name is at most {MAX_TOKEN_NAME_CHARS} printable characters")
+    # Control characters by code point, not str.isprintable(): its answer follows the Unicode tables of the
+    # Python that runs apply, and replicas on different Pythons must agree.
+    if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME_CHARS or any(
+            ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029" for ch in name):
+        raise InvalidArgument("name", f"a token name is at most {MAX_TOKEN_NAME_CHARS} characters, none a control "
+                                      "character")
     return name
 
 
