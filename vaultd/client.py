@@ -62,6 +62,7 @@ ENV_CA_FILE = "VAULTD_CA_FILE"
 ENV_CERT_FILE = "VAULTD_CERT_FILE"
 ENV_KEY_FILE = "VAULTD_KEY_FILE"
 ENV_TOKEN = "VAULTD_TOKEN"
+ENV_INSECURE_PLAINTEXT = "VAULTD_INSECURE_PLAINTEXT"
 ENV_TOKEN_FILE = "VAULTD_TOKEN_FILE"
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 1.0
@@ -301,13 +302,14 @@ class VaultClient:
 
     `ca_file` (PEM) turns TLS on and is what the servers' certificates are verified against; `cert_file` and
     `key_file` add a client certificate (mTLS). `token` is sent as `authorization: Bearer <token>` on every
-    call. Unreadable or mismatched files raise ValueError (vaultd.tls.TLSFileError) here, not on the first call.
+    call, and only over TLS unless `insecure_plaintext=True`. Unreadable or mismatched files raise ValueError (vaultd.tls.TLSFileError) here, not on the first call.
     """
 
     def __init__(self, endpoints: Sequence[str] | str, timeout: float = DEFAULT_TIMEOUT,
                  attempt_timeout: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  channel_options: Sequence[tuple[str, Any]] = (), *, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None, token: str | None = None) -> None:
+                 cert_file: str | None = None, key_file: str | None = None, token: str | None = None,
+                 insecure_plaintext: bool = False) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
         self.endpoints = [e.strip() for e in endpoints]
@@ -326,6 +328,11 @@ class VaultClient:
         ]
         if (cert_file or key_file) and not ca_file:
             raise ValueError("a client certificate (cert_file/key_file) needs ca_file: TLS is on only with a CA")
+        if token and not ca_file and not insecure_plaintext:
+            # Secure by default on this side too: a forgotten CA file must not put a token on the wire in the
+            # clear (to a TLS port it may leave before the handshake fails; to a spoofed one, it is handed over).
+            raise ValueError("refusing to send a token without TLS: give ca_file (--ca-file, VAULTD_CA_FILE), "
+                             "or insecure_plaintext=True (--insecure-plaintext) to send it in the clear on purpose")
         self._credentials = tls.channel_credentials(ca_file, cert_file, key_file) if ca_file else None
         self._auth = _auth_metadata(token)
         self._channels: dict[str, grpc.Channel] = {}
@@ -347,6 +354,7 @@ class VaultClient:
         if "token" not in kwargs:
             kwargs["token"] = env.get(ENV_TOKEN) or (read_token_file(env[ENV_TOKEN_FILE])
                                                      if env.get(ENV_TOKEN_FILE) else None)
+        kwargs.setdefault("insecure_plaintext", env.get(ENV_INSECURE_PLAINTEXT, "") in ("1", "true", "yes"))
         return cls(endpoints, **kwargs)
 
     @property

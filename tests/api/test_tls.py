@@ -70,7 +70,10 @@ def test_client_with_the_ca_and_token_works(tls_cluster: Cluster) -> None:
 
 
 def test_client_without_the_ca_fails_clearly(tls_cluster: Cluster) -> None:
-    with vc.VaultClient(tls_cluster.endpoints(), timeout=1.5, token=tls_cluster.token) as plain:
+    with pytest.raises(ValueError, match="refusing to send a token without TLS"):
+        vc.VaultClient(tls_cluster.endpoints(), token=tls_cluster.token)   # a forgotten CA file
+    with vc.VaultClient(tls_cluster.endpoints(), timeout=1.5, token=tls_cluster.token,
+                        insecure_plaintext=True) as plain:
         assert not plain.uses_tls
         with pytest.raises(vc.Unavailable) as err:
             plain.get("tls", "k")
@@ -98,7 +101,7 @@ def test_unreadable_or_mismatched_client_files_fail_at_construction(tls_cluster:
     with pytest.raises(ValueError, match="needs ca_file"):
         vc.VaultClient(tls_cluster.endpoints(), cert_file=str(cert), key_file=str(_key))
     with pytest.raises(ValueError, match="printable ASCII"):
-        vc.VaultClient(tls_cluster.endpoints(), token="two\nlines")
+        vc.VaultClient(tls_cluster.endpoints(), token="two\nlines", insecure_plaintext=True)
 
 
 def test_raw_channel_helpers(tls_cluster: Cluster) -> None:

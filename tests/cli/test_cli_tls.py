@@ -69,3 +69,15 @@ def test_missing_pieces_fail_clearly(cluster: Cluster) -> None:
     assert plaintext.returncode == 4 and b"--ca-file" in plaintext.stderr          # the hint names the fix
     half = _cli({**env, "VAULTD_KEY_FILE": ""}, "vault", "list")
     assert half.returncode == 2 and b"go together" in half.stderr
+
+
+def test_a_token_is_not_sent_in_the_clear_unless_asked_by_name(cluster: Cluster) -> None:
+    env = cluster.client_env()
+    no_ca = {k: v for k, v in env.items() if k not in ("VAULTD_CA_FILE", "VAULTD_CERT_FILE", "VAULTD_KEY_FILE")}
+    refused = _cli(no_ca, "vault", "list")
+    assert refused.returncode == 2 and b"refusing to send a token without TLS" in refused.stderr
+    assert cluster.token.encode() not in refused.stderr + refused.stdout
+    asked = _cli({**no_ca, "VAULTD_INSECURE_PLAINTEXT": "1"}, "--timeout", "2", "vault", "list")
+    assert asked.returncode == 4 and b"CONNECTION_FAILED" in asked.stderr      # sent, and the TLS port refused it
+    flagged = _cli(no_ca, "--insecure-plaintext", "--timeout", "2", "vault", "list")
+    assert flagged.returncode == 4

@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from vaultd.cli import auth_commands, commands
-from vaultd.client import (ENV_CA_FILE, ENV_CERT_FILE, ENV_ENDPOINTS, ENV_KEY_FILE, ENV_TOKEN, ENV_TOKEN_FILE,
-                           AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, LimitExceeded,
-                           NotFound, PermissionDenied, Unauthenticated, Unavailable, VaultClient, VaultError,
+from vaultd.client import (ENV_CA_FILE, ENV_CERT_FILE, ENV_ENDPOINTS, ENV_INSECURE_PLAINTEXT, ENV_KEY_FILE,
+                           ENV_TOKEN, ENV_TOKEN_FILE, AlreadyExists, DeadlineExceeded, FailedPrecondition,
+                           InvalidArgument, LimitExceeded, NotFound, PermissionDenied, Unauthenticated, Unavailable, VaultClient, VaultError,
                            read_token_file)
 
 EXIT_OK = 0
@@ -120,6 +120,9 @@ def _client_options(parser: argparse.ArgumentParser, top: bool) -> None:
                         help=f"PEM private key of --cert-file (default ${ENV_KEY_FILE})")
     parser.add_argument("--token-file", metavar="FILE", default=default(None),
                         help=f"file holding the bearer token (default ${ENV_TOKEN}, else ${ENV_TOKEN_FILE})")
+    parser.add_argument("--insecure-plaintext", action="store_true", default=default(False),
+                        help=f"INSECURE: send the token without TLS (no --ca-file) on purpose "
+                             f"(default ${ENV_INSECURE_PLAINTEXT}=1)")
     parser.add_argument("--timeout", type=float, default=default(10.0),
                         help="seconds per command, including retries and failover (default 10)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default=default("table"))
@@ -285,7 +288,9 @@ def client_from_args(args: argparse.Namespace) -> VaultClient:
     return VaultClient(args.endpoints or default_endpoints(), timeout=args.timeout,
                        ca_file=args.ca_file or env.get(ENV_CA_FILE) or None,
                        cert_file=args.cert_file or env.get(ENV_CERT_FILE) or None,
-                       key_file=args.key_file or env.get(ENV_KEY_FILE) or None, token=token)
+                       key_file=args.key_file or env.get(ENV_KEY_FILE) or None, token=token,
+                       insecure_plaintext=bool(args.insecure_plaintext)
+                       or env.get(ENV_INSECURE_PLAINTEXT, "") in ("1", "true", "yes"))
 
 
 def _report(error: Exception, output: str) -> None:
