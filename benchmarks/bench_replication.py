@@ -53,7 +53,9 @@ def _worker(endpoints: list[str], threads: int, start_at: float, seconds: float,
             begin = time.perf_counter()
             try:
                 if op == "put":
-                    client.put("bench", f"{tag}-{t}-{i}", VALUE)
+                    # A bounded key space (overwrites): unique keys filled the vault (max_keys_per_vault) after
+                    # a few rounds, and every later put counted as an error.
+                    client.put("bench", f"{tag}-{t}-{i % 256}", VALUE)
                 else:
                     client.get("bench", f"seed-{i % 200}", consistency=consistency)
                 mine.append((time.perf_counter() - begin) * 1000)
@@ -83,8 +85,7 @@ def measure(cluster: Cluster, clients: int, seconds: float, op: str, consistency
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     if start_at is None:
         start_at = time.time() + 2.0
-    tag = f"{op}{clients}{time.time_ns()}"
-    workers = [ctx.Process(target=_worker, args=(cluster.endpoints(), n, start_at, seconds, op, f"{tag}{i}",
+    workers = [ctx.Process(target=_worker, args=(cluster.endpoints(), n, start_at, seconds, op, f"p{i}",
                                                  consistency, queue, cluster.client_kwargs()))
                for i, n in enumerate(per)]
     changes_before = _leader_changes(cluster)
