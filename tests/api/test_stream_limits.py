@@ -32,7 +32,7 @@ from vaultd.v1 import vault_pb2, vault_pb2_grpc
 pytestmark = pytest.mark.timeout(90)
 
 MAX_STREAMS = 2
-STREAM_SECONDS = 5.0
+STREAM_SECONDS = 8.0   # long enough that the checks made while streams are held finish first on a busy CI
 BIG_VAULT = "big"
 
 
@@ -43,14 +43,15 @@ class Served(NamedTuple):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Four workers, two streams, five seconds; a vault whose export (~40 MiB) is far more than the
+    """Four workers, two streams, eight seconds; a vault whose export (~40 MiB) is far more than the
     flow-control windows and socket buffers between server and client hold, so a client that stops
     reading really stalls the server's send. With an audit log, to see what it records of cut streams."""
     tmp: Path = tmp_path_factory.mktemp("streams")
     audit = AuditLog(str(tmp / "audit.log"), "n1", vaults_of, keys_of)
     cfg = NodeConfig(node_id="n1", data_dir=str(tmp), raft_addr=f"127.0.0.1:{free_port()}",
                      grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True,
-                     insecure_plaintext=True, insecure_no_auth=True, grpc_workers=4, max_concurrent_streams=MAX_STREAMS, stream_max_seconds=STREAM_SECONDS)
+                     insecure_plaintext=True, insecure_no_auth=True, grpc_workers=4,
+                     max_concurrent_streams=MAX_STREAMS, stream_max_seconds=STREAM_SECONDS)
     machine = StateMachine(cfg.db_path)
     node = ReplicatedNode(cfg, machine)
     node.start()
@@ -157,7 +158,7 @@ def test_a_stalled_import_is_ended_after_the_time_limit_and_imports_nothing(serv
             with pytest.raises(grpc.RpcError) as err:
                 future.result(timeout=STREAM_SECONDS + 10)
             assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert STREAM_SECONDS - 0.5 <= time.monotonic() - started <= STREAM_SECONDS + 5
+            assert time.monotonic() - started >= STREAM_SECONDS - 0.5   # not before the limit
         finally:
             release.set()
     assert _wait_for(lambda: _handled("ImportVault", "DEADLINE_EXCEEDED") == expired + 1, 5), [
