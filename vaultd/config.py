@@ -44,11 +44,12 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 ENV_PREFIX = "VAULTD_"
 SECRET_ENV = "VAULTD_CLUSTER_SECRET"
@@ -432,9 +433,40 @@ def _from_toml(path: str) -> dict[str, Any]:
     return out
 
 
+_CHOICES = re.compile(r" \(choose from [^)]*\)$")
+_AMBIGUOUS = re.compile(r"^ambiguous option: (-[^=\s]*)=\S*")
+
+
+def sanitize_usage_message(message: str) -> str:
+    """argparse's error message without any argument value in it (Python 3.11 wording): "unrecognized
+    arguments: ..." lists them and is replaced as a whole; other messages quote the offending value
+    ("invalid choice: 'x'", "invalid int value: 'x'", "ignored explicit argument 'x'") and are cut before the
+    quote, keeping the option's name and the list of valid choices (those are ours, not the user's)."""
+    if message.startswith("unrecognized arguments:"):
+        count = len(message.split(":", 1)[1].split())
+        return (f"{count} unrecognized argument{'s' if count != 1 else ''} (not shown: they could be secrets; "
+                f"see --help)")
+    message = _AMBIGUOUS.sub(r"ambiguous option: \1=...", message)
+    choices = _CHOICES.search(message)
+    head = message[:choices.start()] if choices else message
+    quote = min((i for i in (head.find("'"), head.find('"')) if i >= 0), default=-1)
+    if quote >= 0:
+        head = head[:quote].rstrip(" :")
+    return head + (choices.group(0) if choices else "")
+
+
+class _QuietParser(argparse.ArgumentParser):
+    """`vaultd serve`'s parser: a usage error names the problem, never an argument's value (a mistyped flag
+    could be followed by a secret)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {sanitize_usage_message(message)}\n")
+
+
 def build_parser(prog: str = "vaultd serve") -> argparse.ArgumentParser:
     """Flags of `vaultd serve` (also accepted by `vaultd config show`)."""
-    p = argparse.ArgumentParser(prog=prog, description="Run one vaultd node.")
+    p = _QuietParser(prog=prog, description="Run one vaultd node.", allow_abbrev=False)
     p.add_argument("--config", metavar="FILE", help="TOML configuration file")
     for f in FIELDS:
         if f.flag is None:

@@ -184,3 +184,11 @@ def test_serve_refuses_a_short_cluster_secret(tmp_path: Path) -> None:
     secret.chmod(0o600)
     code = serve.main(BASE + ["--insecure-plaintext", "--insecure-no-auth", "--cluster-secret-file", str(secret)])
     assert code == serve.EXIT_CONFIG
+
+
+def test_serve_usage_errors_never_echo_an_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        config.load(["--cluster-secret", "sk_live_SECRET"], env={})   # no such flag (and no abbreviations)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "sk_live_SECRET" not in err and "unrecognized argument" in err

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from vaultd.cli import auth_commands, commands
+from vaultd.config import sanitize_usage_message
 from vaultd.client import (ENV_CA_FILE, ENV_CERT_FILE, ENV_ENDPOINTS, ENV_INSECURE_PLAINTEXT, ENV_KEY_FILE,
                            ENV_TOKEN, ENV_TOKEN_FILE, AlreadyExists, DeadlineExceeded, FailedPrecondition,
                            InvalidArgument, LimitExceeded, NotFound, PermissionDenied, Unauthenticated, Unavailable, VaultClient, VaultError,
@@ -74,28 +74,6 @@ class ParseError(Exception):
     def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
         super().__init__(message)
         self.parser = parser
-
-
-_CHOICES = re.compile(r" \(choose from [^)]*\)$")
-_AMBIGUOUS = re.compile(r"^ambiguous option: (-[^=\s]*)=\S*")
-
-
-def sanitize_usage_message(message: str) -> str:
-    """argparse's error message without any argument value in it (Python 3.11 wording): "unrecognized
-    arguments: ..." lists them and is replaced as a whole; other messages quote the offending value
-    ("invalid choice: 'x'", "invalid int value: 'x'", "ignored explicit argument 'x'") and are cut before the
-    quote, keeping the option's name and the list of valid choices (those are ours, not the user's)."""
-    if message.startswith("unrecognized arguments:"):
-        count = len(message.split(":", 1)[1].split())
-        return (f"{count} unrecognized argument{'s' if count != 1 else ''} (not shown: they could be secrets; "
-                f"see --help)")
-    message = _AMBIGUOUS.sub(r"ambiguous option: \1=...", message)
-    choices = _CHOICES.search(message)
-    head = message[:choices.start()] if choices else message
-    quote = min((i for i in (head.find("'"), head.find('"')) if i >= 0), default=-1)
-    if quote >= 0:
-        head = head[:quote].rstrip(" :")
-    return head + (choices.group(0) if choices else "")
 
 
 class QuietParser(argparse.ArgumentParser):
