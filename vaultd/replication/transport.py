@@ -3,8 +3,10 @@
 What it changes in pysyncobj 0.3.17 (see DESIGN.md for why):
 - binds the host of this node's Raft address only (pysyncobj binds 0.0.0.0 unless bindAddress is set);
 - every connection is a `PeerConnection` (frame caps, no quadratic buffers, optional TLS);
-- accepted connections that have not proved the cluster secret are bounded (`MAX_PENDING_HANDSHAKES`) and
-  closed after `HANDSHAKE_TIMEOUT_SECONDS`; so are outgoing connections whose peer never answers;
+- accepted connections that have not proved the cluster secret are admitted by `admission.Admission` (rate
+  limits and per-source caps for non-member IPs, evict-the-lowest-ranked instead of refusing when the
+  `MAX_PENDING_HANDSHAKES` slots are full), closed when silent for `FIRST_BYTE_TIMEOUT_SECONDS` and closed after
+  `HANDSHAKE_TIMEOUT_SECONDS`; so are outgoing connections whose peer never answers (the latter deadline);
 - with peer TLS, a peer announcing itself as a member must hold a certificate naming that member's host;
 - before a follower's ack or a vote leaves, the journal is made durable; incoming append_entries are trimmed
   of the prefix this follower already holds (`trim_append_entries`).
@@ -27,6 +29,7 @@ from pysyncobj.transport import TCPTransport
 
 from vaultd.observability import metrics
 from vaultd.replication import wire
+from vaultd.replication.admission import Admission
 from vaultd.replication.connection import PeerConnection
 from vaultd.replication.peer_tls import PeerTls, cert_names_host
 
@@ -117,6 +120,7 @@ class RaftTransport(TCPTransport):
         self._tls = tls
         self._journal = journal
         self._reject = _RejectLog()
+        self._admission = Admission(self._member_ips)
         super().__init__(syncObj, selfNode, otherNodes)
 
     # --- the port ---------------------------------------------------------------------------------------------
@@ -137,16 +141,27 @@ class RaftTransport(TCPTransport):
         return conn
 
     def accept(self, sock: socket.socket) -> None:
-        pending = sum(1 for c in self._unknownConnections if not c.trusted)
-        if pending >= wire.MAX_PENDING_HANDSHAKES:
-            try:
-                remote = "%s:%s" % sock.getpeername()[:2]
-            except OSError:
-                remote = ""
+        try:
+            ip, port = sock.getpeername()[:2]
+        except OSError:
             sock.close()
-            self._reject(remote, "too_many_pending")
             return
-        self._onNewIncomingConnection(self._new_connection(sock))
+        pending = [c for c in self._unknownConnections if not c.trusted and c.state != CONNECTION_STATE.DISCONNECTED]
+        refusal, victim = self._admission.decide(ip, pending)
+        if refusal is not None:
+            sock.close()
+            self._reject(f"{ip}:{port}", refusal)
+            return
+        if victim is not None:
+            self._unknownConnections.discard(victim)
+            victim.close_rejected("evicted")
+        conn = self._new_connection(sock)
+        conn.member_source = self._admission.is_member_ip(ip)
+        self._onNewIncomingConnection(conn)
+
+    def _member_ips(self) -> set[str]:
+        nodes = [*self._nodes, self._selfNode]
+        return {ip for ip in (getattr(n, "ip", None) for n in nodes) if ip}
 
     def addNode(self, node: Any) -> None:  # noqa: N802 (same as TCPTransport.addNode, with our connection)
         self._nodes.add(node)
@@ -162,11 +177,13 @@ class RaftTransport(TCPTransport):
     def _onTick(self) -> None:  # noqa: N802
         super()._onTick()
         now = time.monotonic()
-        stale = [c for c in list(self._unknownConnections) + list(self._connections.values())
-                 if not c.trusted and c.state != CONNECTION_STATE.DISCONNECTED
-                 and now - c.started_at > wire.HANDSHAKE_TIMEOUT_SECONDS]
-        for conn in stale:
-            conn.close_rejected("handshake_timeout")
+        for conn in list(self._unknownConnections) + list(self._connections.values()):
+            if conn.trusted or conn.state == CONNECTION_STATE.DISCONNECTED:
+                continue
+            if now - conn.started_at > wire.HANDSHAKE_TIMEOUT_SECONDS:
+                conn.close_rejected("handshake_timeout")
+            elif not conn.outgoing and not conn.got_data and now - conn.started_at > wire.FIRST_BYTE_TIMEOUT_SECONDS:
+                conn.close_rejected("first_byte_timeout")
 
     def _onIncomingMessageReceived(self, conn: PeerConnection, message: Any) -> None:  # noqa: N802
         """Before pysyncobj associates the connection with a node (or runs a utility command): with peer TLS the
