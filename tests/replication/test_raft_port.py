@@ -239,3 +239,38 @@ def test_a_silent_connection_is_closed_after_the_first_byte_deadline(cluster: Cl
     assert wire.FIRST_BYTE_TIMEOUT_SECONDS - 0.1 <= waited < wire.HANDSHAKE_TIMEOUT_SECONDS
     assert _rejected(cluster, watch.leader, "first_byte_timeout") > before
     watch.check()
+
+
+def _authenticate(s: socket.socket, encryptor: object) -> bytes:
+    """pysyncobj's key exchange as a secret holder: send our key, return the server's (for the next frame)."""
+    my_key = os.urandom(32)
+    s.sendall(wire.encode(my_key, encryptor, None, int(time.monotonic())))
+    header = s.recv(4, socket.MSG_WAITALL)
+    body = s.recv(wire.frame_length(header, wire.HANDSHAKE_FRAME_MAX_BYTES), socket.MSG_WAITALL)
+    return wire.decode(body, encryptor, 0, my_key, wire.HANDSHAKE_FRAME_MAX_BYTES)[0]
+
+
+@pytest.mark.parametrize("second", [[["unhashable"], "x"], [], [b"remove"], {"type": "append_entries"}],
+                         ids=["unhashable-command", "empty-command", "bytes-command", "dict"])
+def test_malformed_authenticated_frames_close_the_connection(cluster: Cluster, second: object) -> None:
+    """A secret holder's malformed second frame (pysyncobj would raise on it on the tick thread) only closes
+    its own connection."""
+    watch = Watch(cluster)
+    encryptor = getEncryptor(cluster.secret)
+    before = sum(_rejected(cluster, watch.leader, r) for r in ("utility_refused", "bad_frame"))
+    with socket.create_connection(_addr(watch.leader), timeout=5) as s:
+        their_key = _authenticate(s, encryptor)
+        s.sendall(wire.encode(second, encryptor, their_key, int(time.monotonic())))
+        assert _closed_by_peer(s, time.monotonic() + CLOSE_WAIT)
+    assert sum(_rejected(cluster, watch.leader, r) for r in ("utility_refused", "bad_frame")) > before
+    watch.check()
+
+
+def test_a_first_frame_that_is_not_a_key_closes_the_connection(cluster: Cluster) -> None:
+    watch = Watch(cluster)
+    before = _rejected(cluster, watch.leader, "bad_frame")
+    with socket.create_connection(_addr(watch.leader), timeout=5) as s:
+        s.sendall(wire.encode({"not": "a key"}, getEncryptor(cluster.secret), None, int(time.monotonic())))
+        assert _closed_by_peer(s, time.monotonic() + CLOSE_WAIT)
+    assert _rejected(cluster, watch.leader, "bad_frame") > before
+    watch.check()

@@ -186,41 +186,44 @@ class RaftTransport(TCPTransport):
                 conn.close_rejected("first_byte_timeout")
 
     def _onIncomingMessageReceived(self, conn: PeerConnection, message: Any) -> None:  # noqa: N802
-        """Before pysyncobj associates the connection with a node (or runs a utility command): with peer TLS the
-        client certificate must name the host of the member it claims to be (any member, for a utility)."""
-        if conn.sendRandKey and isinstance(message, list) and not (message and message[0] in UTILITY_COMMANDS):
-            # pysyncobj's own `add` would bypass the membership checks; an unknown command would reach
-            # `message in dict` with a list and raise on the tick thread.
+        """Before pysyncobj sees an incoming connection's handshake frames: refuse what it would raise on (on the
+        tick thread), what would bypass vaultd's checks, and, with peer TLS, identities the certificate does not
+        back. Every refusal closes the connection."""
+        if self._syncObj.encryptor is not None and not conn.sendRandKey:
+            # The first frame: pysyncobj's key exchange, a 32-byte random key (anything else is not a peer).
+            reason = None if isinstance(message, bytes) and len(message) == 32 else "bad_frame"
+        else:
+            reason = self._second_frame_refusal(conn, message)
+        if reason is not None:
             self._unknownConnections.discard(conn)
-            conn.close_rejected("utility_refused")
-            return
-        if conn.sendRandKey and not isinstance(message, (str, list)):
-            # pysyncobj would raise on the tick thread (an unhashable message).
-            self._unknownConnections.discard(conn)
-            conn.close_rejected("bad_frame")
-            return
-        if self._tls is not None and conn.sendRandKey:
-            der = conn.peer_certificate()
-            if isinstance(message, str):
-                host = message.rsplit(":", 1)[0].strip("[]")
-                ok = message in self._nodeAddrToNode and cert_names_host(der, host)
-            else:
-                ok = any(cert_names_host(der, addr.rsplit(":", 1)[0].strip("[]"))
-                         for addr in [*self._nodeAddrToNode, self._selfNode.address])
-            if not ok:
-                self._unknownConnections.discard(conn)
-                conn.close_rejected("tls_identity")
-                return
-        elif conn.sendRandKey and isinstance(message, str) and message not in self._nodeAddrToNode:
-            # Not a member (vaultd has no read-only nodes): pysyncobj would drop it too, but uncounted.
-            self._unknownConnections.discard(conn)
-            conn.close_rejected("unknown_peer")
+            conn.close_rejected(reason)
             return
         second_frame = bool(conn.sendRandKey)
         super()._onIncomingMessageReceived(conn, message)
         if second_frame and conn.state != CONNECTION_STATE.DISCONNECTED:
             # Bound to the key this side just sent: a live secret holder, not a replay (see connection.py).
             conn.trusted = True
+
+    def _second_frame_refusal(self, conn: PeerConnection, message: Any) -> str | None:
+        """Why the frame after the key exchange (a member's address or a utility command) is refused, if it is."""
+        if isinstance(message, list):
+            if not (message and isinstance(message[0], str) and message[0] in UTILITY_COMMANDS):
+                # pysyncobj's own `add` would bypass the membership checks; an unknown command would reach
+                # `message in dict` with a list, and an unhashable command name `command in dict`: both raise.
+                return "utility_refused"
+            if self._tls is not None and not any(
+                    cert_names_host(conn.peer_certificate(), _host(addr))
+                    for addr in [*self._nodeAddrToNode, self._selfNode.address]):
+                return "tls_identity"
+            return None
+        if not isinstance(message, str):
+            return "bad_frame"   # pysyncobj would look it up in a dict: unhashable ones raise on the tick thread
+        if message not in self._nodeAddrToNode:
+            # Not a member (vaultd has no read-only nodes): pysyncobj would drop it too, but uncounted.
+            return "tls_identity" if self._tls is not None else "unknown_peer"
+        if self._tls is not None and not cert_names_host(conn.peer_certificate(), _host(message)):
+            return "tls_identity"
+        return None
 
     # --- durability -------------------------------------------------------------------------------------------
     def send(self, node: Any, message: Any) -> bool:
@@ -237,6 +240,10 @@ class RaftTransport(TCPTransport):
 def transport_class(*, frame_max: int, tls: PeerTls | None, journal: Any) -> Any:
     """What SyncObj's transportClass parameter receives: RaftTransport with vaultd's settings bound."""
     return functools.partial(RaftTransport, frame_max=frame_max, tls=tls, journal=journal)
+
+
+def _host(addr: str) -> str:
+    return addr.rsplit(":", 1)[0].strip("[]")
 
 
 def _is_ip(host: str) -> bool:
