@@ -211,10 +211,19 @@ class RaftTransport(TCPTransport):
                 # pysyncobj's own `add` would bypass the membership checks; an unknown command would reach
                 # `message in dict` with a list, and an unhashable command name `command in dict`: both raise.
                 return "utility_refused"
-            if self._tls is not None and not any(
+            if message[0] == "remove":
+                target = message[1] if len(message) == 2 and isinstance(message[1], str) else None
+                if target is None or target not in self._nodeAddrToNode:
+                    return "utility_refused"
+                if self._tls is not None and not cert_names_host(conn.peer_certificate(), _host(target)):
+                    # vaultd sends `remove` only for a node removing itself (membership.py); any other removal
+                    # goes through RemoveMember (admin policy, quorum checks). Without peer TLS the cluster
+                    # secret is the only identity, and its holder is a full peer anyway.
+                    return "utility_refused"
+            elif self._tls is not None and not any(
                     cert_names_host(conn.peer_certificate(), _host(addr))
                     for addr in [*self._nodeAddrToNode, self._selfNode.address]):
-                return "tls_identity"
+                return "tls_identity"   # `transfer`: any member may move leadership (it does before a removal)
             return None
         if not isinstance(message, str):
             return "bad_frame"   # pysyncobj would look it up in a dict: unhashable ones raise on the tick thread
