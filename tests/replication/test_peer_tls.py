@@ -269,3 +269,42 @@ def test_with_peer_tls_a_member_certificate_may_remove_only_its_own_node(
     _wait_for(lambda: sorted(m.node_id for m in survivor.status().members) == ["n2", "n3"], 20,
               "the leader applied n1's removal")
     assert survivor.put("tls", "after-self-removal", b"v").version == 1
+
+
+def _tls_attempt(ctx: ssl.SSLContext, addr: tuple[str, int], source: str) -> bool:
+    """One TLS handshake from `source`; True if the server took part in it (it answered the ClientHello)."""
+    raw = socket.socket()
+    try:
+        raw.bind((source, 0))
+        raw.settimeout(3)
+        raw.connect(addr)
+        with ctx.wrap_socket(raw, server_hostname=addr[0]) as tls:
+            return tls.version() is not None
+    except (ssl.SSLError, OSError):
+        return False
+    finally:
+        raw.close()
+
+
+def test_tls_handshakes_from_a_non_member_ip_are_rate_limited_and_members_are_not(
+        cluster_factory: Callable[..., Cluster], tmp_path: Path) -> None:
+    """Each accepted connection may cost a TLS 1.3 server handshake on the tick thread: a source that is not a
+    member's IP (127.0.0.2 here; every member is on 127.0.0.1) gets a bucket of them, counted not timed."""
+    ca = CA(tmp_path / "pki", "cluster")
+    cluster = _tls_cluster(cluster_factory, ca)
+    leader = cluster.wait_leader()
+    addr = _addr(leader)
+    ctx = _client_context(ca, "stranger", ["127.0.0.2"])
+    before = _rejected(cluster, leader, "rate_limited")
+    attempts = 200
+    start = time.monotonic()
+    served = sum(_tls_attempt(ctx, addr, "127.0.0.2") for _ in range(attempts))
+    elapsed = time.monotonic() - start
+    allowed = wire.HANDSHAKE_BURST_PER_SOURCE + wire.HANDSHAKE_RATE_PER_SOURCE * elapsed
+    assert 1 <= served <= allowed + 1, f"{served} handshakes served in {elapsed:.2f}s (bucket allows {allowed:.0f})"
+    refused_at_least = attempts - served - wire.MAX_PENDING_PER_SOURCE   # the rest may meet the per-source cap
+    _wait_for(lambda: _rejected(cluster, leader, "rate_limited") - before >= refused_at_least, 10,
+              "the refusals were counted")
+    # A member's IP is not limited: handshakes from 127.0.0.1 right after are all served.
+    assert all(_tls_attempt(ctx, addr, "127.0.0.1") for _ in range(30))
+    assert cluster.client(timeout=20).put("tls", "after-handshake-flood", b"v").version == 1
