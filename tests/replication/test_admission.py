@@ -17,6 +17,7 @@ class Pending:
     member_source: bool
     started_at: float
     progressed: bool = False
+    got_data: bool = False
 
 
 class Clock:
@@ -46,6 +47,14 @@ def test_a_full_port_evicts_the_oldest_idle_connection_instead_of_refusing() -> 
     pending = _full(MEMBER, True)
     refusal, victim = admission.decide(MEMBER, pending)
     assert refusal is None and victim is pending[0]
+
+
+def test_silent_connections_are_evicted_before_ones_mid_handshake() -> None:
+    admission = _admission(Clock())
+    pending = _full(MEMBER, True)
+    for p in pending[:-1]:
+        p.got_data = True
+    assert admission.decide(MEMBER, pending) == (None, pending[-1])
 
 
 def test_connections_that_proved_something_outrank_idle_ones() -> None:

@@ -13,10 +13,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.cluster import Cluster, NodeProc
+from tests.replication.peer_certs import CA
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -83,9 +85,13 @@ class Flood(threading.Thread):
                 s.close()
 
 
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("raftflood"), size=3, fsync=False, config_toml=RAFT_TIMEOUTS)
+@pytest.fixture(params=[False, True], ids=["secret-only", "peer-tls"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path / "cluster", size=3, fsync=False, config_toml=RAFT_TIMEOUTS)
+    if request.param:
+        ca = CA(tmp_path / "pki", "cluster")
+        for node in c.nodes:
+            node.extra_args += ca.peer_args(node.node_id, ["127.0.0.1"])
     try:
         c.start()
         yield c
@@ -140,5 +146,6 @@ def test_a_restarted_member_rejoins_through_a_flood_of_idle_connections(cluster:
     finally:
         flood.stop()
     assert flood.opened > 1000
+    assert _rejected(cluster, target, "evicted") > 0, "the flood never filled the pending slots"
     local = cluster.client([restarted], timeout=10)
     assert local.get("flood", "while-down", consistency="local").value == b"v"

@@ -15,8 +15,9 @@ signature) either. The rules, in order, at accept:
    progress): progress means a completed TLS handshake with a certificate from the peer CA, or a first frame
    that decrypted with the cluster secret; a new connection has made none. So non-member sources never
    displace member-IP connections (on a real network these are the reserved slots), and idle or junk
-   connections never displace a connection that already proved something. Only when every slot ranks higher
-   is the new connection refused (`too_many_pending`).
+   connections never displace a connection that already proved something. Among equals, connections that
+   sent nothing yet go first, then the oldest. Only when every slot ranks higher is the new connection
+   refused (`too_many_pending`).
 
 On one host (every node and every attacker on 127.0.0.1) rules 1-2 cannot tell a peer from an attacker; rule 3
 still lets a peer in, because a peer sends its first frame (or ClientHello) at once and accepts are batched
@@ -76,7 +77,7 @@ class Admission:
         """(refusal reason or None, pending connection to evict or None) for a new connection from `ip`.
 
         `pending` are the accepted, not yet trusted connections (each with `source_ip`, `member_source`,
-        `progressed` and `started_at`)."""
+        `progressed`, `got_data` and `started_at`)."""
         member = self.is_member_ip(ip)
         if not member and not self._take(ip):
             return "rate_limited", None
@@ -88,7 +89,8 @@ class Admission:
         candidates = [c for c in pending if not c.progressed and (member or not c.member_source)]
         if not candidates:
             return "too_many_pending", None
-        return None, min(candidates, key=lambda c: (c.member_source, c.started_at))
+        # Idle ones first: a peer's connection is mid-handshake (it sends at connect) when the flood arrives.
+        return None, min(candidates, key=lambda c: (c.member_source, c.got_data, c.started_at))
 
     def _take(self, ip: str) -> bool:
         now = self._clock()
