@@ -17,7 +17,7 @@ from tests.replication.peer_certs import CA
 from tests.replication.sniff import tcp_payloads
 from vaultd.client import FailedPrecondition
 from vaultd.config import ConfigError, NodeConfig
-from vaultd.replication import peer_tls, wire
+from vaultd.replication import peer_client, peer_tls, wire
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -233,3 +233,78 @@ def test_a_paused_member_is_dropped_and_reconnects_after_it_resumes(
     cluster.wait_ready([follower], timeout=30)
     local = cluster.client([follower], timeout=10)
     _wait_for(lambda: local.get("paused", "k19", consistency="local").value == b"v", 20, "the follower caught up")
+
+
+def test_with_peer_tls_a_member_certificate_may_remove_only_its_own_node(
+        cluster_factory: Callable[..., Cluster], tmp_path: Path) -> None:
+    """The utility `remove` skips RemoveMember's admin policy and quorum checks, so it is served only for the node
+    the presenting certificate names (a node removing itself). n1 gets the Raft host `localhost` so that its
+    identity differs from the others' (127.0.0.1) on one machine."""
+    ca = CA(tmp_path / "pki", "cluster")
+    cluster = cluster_factory(3, start=False, fsync=False)
+    n1 = cluster.nodes[0]
+    n1.raft_addr = f"localhost:{_addr(n1)[1]}"
+    for node in cluster.nodes:
+        node.peers = [n.peer_spec for n in cluster.nodes if n is not node]
+        node.extra_args += ca.peer_args(node.node_id, ["localhost"] if node is n1 else ["127.0.0.1"])
+    cluster.start()
+    leader = cluster.wait_leader()
+    encryptor = getEncryptor(cluster.secret)
+
+    # A certificate naming 127.0.0.1 (n2's and n3's host) cannot remove n1, whoever leads.
+    cert, key = ca.issue("other-member", ["127.0.0.1"])
+    other = peer_tls.load(NodeConfig(peer_tls_cert=str(cert), peer_tls_key=str(key), peer_tls_ca=str(ca.path)))
+    before = _rejected(cluster, leader, "utility_refused")
+    with pytest.raises(peer_client.PeerUnreachable):
+        peer_client.call(leader.raft_addr, encryptor, other, 10, ["remove", n1.raft_addr])
+    assert _rejected(cluster, leader, "utility_refused") > before
+    client = cluster.client(timeout=20)
+    assert sorted(m.node_id for m in client.status().members) == ["n1", "n2", "n3"]
+    assert all(m.reachable for m in client.status(endpoint=leader.grpc_addr).members)
+
+    # n1 removing itself (its own certificate names localhost) goes through, leader or not.
+    cluster.client([n1], timeout=30).remove_member(n1.node_id)
+    rest = [n for n in cluster.nodes if n is not n1]
+    survivor = cluster.client(rest, timeout=20)
+    _wait_for(lambda: sorted(m.node_id for m in survivor.status().members) == ["n2", "n3"], 20,
+              "the leader applied n1's removal")
+    assert survivor.put("tls", "after-self-removal", b"v").version == 1
+
+
+def _tls_attempt(ctx: ssl.SSLContext, addr: tuple[str, int], source: str) -> bool:
+    """One TLS handshake from `source`; True if the server took part in it (it answered the ClientHello)."""
+    raw = socket.socket()
+    try:
+        raw.bind((source, 0))
+        raw.settimeout(3)
+        raw.connect(addr)
+        with ctx.wrap_socket(raw, server_hostname=addr[0]) as tls:
+            return tls.version() is not None
+    except (ssl.SSLError, OSError):
+        return False
+    finally:
+        raw.close()
+
+
+def test_tls_handshakes_from_a_non_member_ip_are_rate_limited_and_members_are_not(
+        cluster_factory: Callable[..., Cluster], tmp_path: Path) -> None:
+    """Each accepted connection may cost a TLS 1.3 server handshake on the tick thread: a source that is not a
+    member's IP (127.0.0.2 here; every member is on 127.0.0.1) gets a bucket of them, counted not timed."""
+    ca = CA(tmp_path / "pki", "cluster")
+    cluster = _tls_cluster(cluster_factory, ca)
+    leader = cluster.wait_leader()
+    addr = _addr(leader)
+    ctx = _client_context(ca, "stranger", ["127.0.0.2"])
+    before = _rejected(cluster, leader, "rate_limited")
+    attempts = 200
+    start = time.monotonic()
+    served = sum(_tls_attempt(ctx, addr, "127.0.0.2") for _ in range(attempts))
+    elapsed = time.monotonic() - start
+    allowed = wire.HANDSHAKE_BURST_PER_SOURCE + wire.HANDSHAKE_RATE_PER_SOURCE * elapsed
+    assert 1 <= served <= allowed + 1, f"{served} handshakes served in {elapsed:.2f}s (bucket allows {allowed:.0f})"
+    refused_at_least = attempts - served - wire.MAX_PENDING_PER_SOURCE   # the rest may meet the per-source cap
+    _wait_for(lambda: _rejected(cluster, leader, "rate_limited") - before >= refused_at_least, 10,
+              "the refusals were counted")
+    # A member's IP is not limited: handshakes from 127.0.0.1 right after are all served.
+    assert all(_tls_attempt(ctx, addr, "127.0.0.1") for _ in range(30))
+    assert cluster.client(timeout=20).put("tls", "after-handshake-flood", b"v").version == 1

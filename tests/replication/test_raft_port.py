@@ -191,9 +191,11 @@ def test_slowloris_is_closed_after_the_handshake_timeout(cluster: Cluster) -> No
 
 
 def test_500_idle_connections_are_bounded_and_closed(cluster: Cluster) -> None:
+    """Idle connections from a member's IP (all of loopback is one): each new one beyond the pending slots
+    evicts the oldest idle one, and those left are closed once they stay silent past the first-byte deadline."""
     watch = Watch(cluster)
-    pending_before = _rejected(cluster, watch.leader, "too_many_pending")
-    timeout_before = _rejected(cluster, watch.leader, "handshake_timeout")
+    reasons = ("too_many_pending", "evicted", "first_byte_timeout", "handshake_timeout")
+    before = {r: _rejected(cluster, watch.leader, r) for r in reasons}
     socks: list[socket.socket] = []
     try:
         for _ in range(500):
@@ -219,8 +221,56 @@ def test_500_idle_connections_are_bounded_and_closed(cluster: Cluster) -> None:
     finally:
         for s in socks:
             s.close()
-    refused = _rejected(cluster, watch.leader, "too_many_pending") - pending_before
-    timed_out = _rejected(cluster, watch.leader, "handshake_timeout") - timeout_before
-    assert timed_out <= wire.MAX_PENDING_HANDSHAKES
-    assert refused + timed_out >= 500
+    closed = {r: _rejected(cluster, watch.leader, r) - before[r] for r in reasons}
+    assert closed["too_many_pending"] == 0, "idle connections must be evicted, not keep members out"
+    assert closed["handshake_timeout"] == 0, "silent connections are closed at the first-byte deadline"
+    assert closed["evicted"] > 0
+    assert closed["evicted"] + closed["first_byte_timeout"] >= 500
+    watch.check()
+
+
+def test_a_silent_connection_is_closed_after_the_first_byte_deadline(cluster: Cluster) -> None:
+    watch = Watch(cluster)
+    before = _rejected(cluster, watch.leader, "first_byte_timeout")
+    start = time.monotonic()
+    with socket.create_connection(_addr(watch.leader), timeout=5) as s:
+        assert _closed_by_peer(s, start + CLOSE_WAIT)
+    waited = time.monotonic() - start
+    assert wire.FIRST_BYTE_TIMEOUT_SECONDS - 0.1 <= waited < wire.HANDSHAKE_TIMEOUT_SECONDS
+    assert _rejected(cluster, watch.leader, "first_byte_timeout") > before
+    watch.check()
+
+
+def _authenticate(s: socket.socket, encryptor: object) -> bytes:
+    """pysyncobj's key exchange as a secret holder: send our key, return the server's (for the next frame)."""
+    my_key = os.urandom(32)
+    s.sendall(wire.encode(my_key, encryptor, None, int(time.monotonic())))
+    header = s.recv(4, socket.MSG_WAITALL)
+    body = s.recv(wire.frame_length(header, wire.HANDSHAKE_FRAME_MAX_BYTES), socket.MSG_WAITALL)
+    return wire.decode(body, encryptor, 0, my_key, wire.HANDSHAKE_FRAME_MAX_BYTES)[0]
+
+
+@pytest.mark.parametrize("second", [[["unhashable"], "x"], [], [b"remove"], {"type": "append_entries"}],
+                         ids=["unhashable-command", "empty-command", "bytes-command", "dict"])
+def test_malformed_authenticated_frames_close_the_connection(cluster: Cluster, second: object) -> None:
+    """A secret holder's malformed second frame (pysyncobj would raise on it on the tick thread) only closes
+    its own connection."""
+    watch = Watch(cluster)
+    encryptor = getEncryptor(cluster.secret)
+    before = sum(_rejected(cluster, watch.leader, r) for r in ("utility_refused", "bad_frame"))
+    with socket.create_connection(_addr(watch.leader), timeout=5) as s:
+        their_key = _authenticate(s, encryptor)
+        s.sendall(wire.encode(second, encryptor, their_key, int(time.monotonic())))
+        assert _closed_by_peer(s, time.monotonic() + CLOSE_WAIT)
+    assert sum(_rejected(cluster, watch.leader, r) for r in ("utility_refused", "bad_frame")) > before
+    watch.check()
+
+
+def test_a_first_frame_that_is_not_a_key_closes_the_connection(cluster: Cluster) -> None:
+    watch = Watch(cluster)
+    before = _rejected(cluster, watch.leader, "bad_frame")
+    with socket.create_connection(_addr(watch.leader), timeout=5) as s:
+        s.sendall(wire.encode({"not": "a key"}, getEncryptor(cluster.secret), None, int(time.monotonic())))
+        assert _closed_by_peer(s, time.monotonic() + CLOSE_WAIT)
+    assert _rejected(cluster, watch.leader, "bad_frame") > before
     watch.check()

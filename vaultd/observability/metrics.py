@@ -65,7 +65,8 @@ raft_read_barrier_seconds = Histogram(
 raft_connections_rejected_total = Counter(
     "vaultd_raft_connections_rejected_total",
     "Raft-port connections closed by the transport's hardening, by reason (frame_too_large, bad_frame, "
-    "handshake_timeout, too_many_pending, tls_handshake, tls_identity, unknown_peer, utility_refused).", ["reason"])
+    "handshake_timeout, first_byte_timeout, too_many_pending, evicted, rate_limited, tls_handshake, tls_identity, "
+    "unknown_peer, utility_refused).", ["reason"])
 
 # --- observability itself ---
 collector_errors_total = Counter(

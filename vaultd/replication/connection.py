@@ -56,6 +56,11 @@ class PeerConnection:
         self.trusted = False
         self.started_at = time.monotonic()
         self.remote = ""
+        # Accepted connections only (admission.py): the source IP, whether it is a member's, and whether any
+        # byte has arrived yet (the transport closes silent ones after wire.FIRST_BYTE_TIMEOUT_SECONDS).
+        self.source_ip = ""
+        self.member_source = False
+        self.got_data = False
         self._poller = poller
         self._timeout = timeout
         self._frame_max = frame_max
@@ -80,6 +85,7 @@ class PeerConnection:
             try:
                 host, port = sock.getpeername()[:2]
                 self.remote = f"{host}:{port}"
+                self.source_ip = host
             except OSError:
                 pass
             self._sock = sock
@@ -147,6 +153,18 @@ class PeerConnection:
         if notify and self._on_disconnected is not None:
             self._on_disconnected()
 
+    @property
+    def outgoing(self) -> bool:
+        return self._outgoing
+
+    @property
+    def progressed(self) -> bool:
+        """Whether the peer proved something already: a TLS handshake with a certificate from the peer CA, or a
+        first frame that decrypted with the cluster secret. Ranks the connection above idle ones (admission.py)."""
+        if self._state == CONNECTION_STATE.DISCONNECTED:
+            return False
+        return self.sendRandKey is not None or (self._tls is not None and not self._handshaking)
+
     def peer_certificate(self) -> bytes | None:
         """The peer's TLS certificate (DER), None without TLS or before the handshake completed."""
         if self._tls is None or self._sock is None or self._handshaking:
@@ -203,6 +221,8 @@ class PeerConnection:
         if event & _ERR:
             self.disconnect()
             return
+        if event & _IN:
+            self.got_data = True
         if time.monotonic() - self._last_read > self._timeout:
             self.disconnect()
             return

@@ -3,8 +3,10 @@
 What it changes in pysyncobj 0.3.17 (see DESIGN.md for why):
 - binds the host of this node's Raft address only (pysyncobj binds 0.0.0.0 unless bindAddress is set);
 - every connection is a `PeerConnection` (frame caps, no quadratic buffers, optional TLS);
-- accepted connections that have not proved the cluster secret are bounded (`MAX_PENDING_HANDSHAKES`) and
-  closed after `HANDSHAKE_TIMEOUT_SECONDS`; so are outgoing connections whose peer never answers;
+- accepted connections that have not proved the cluster secret are admitted by `admission.Admission` (rate
+  limits and per-source caps for non-member IPs, evict-the-lowest-ranked instead of refusing when the
+  `MAX_PENDING_HANDSHAKES` slots are full), closed when silent for `FIRST_BYTE_TIMEOUT_SECONDS` and closed after
+  `HANDSHAKE_TIMEOUT_SECONDS`; so are outgoing connections whose peer never answers (the latter deadline);
 - with peer TLS, a peer announcing itself as a member must hold a certificate naming that member's host;
 - before a follower's ack or a vote leaves, the journal is made durable; incoming append_entries are trimmed
   of the prefix this follower already holds (`trim_append_entries`).
@@ -27,6 +29,7 @@ from pysyncobj.transport import TCPTransport
 
 from vaultd.observability import metrics
 from vaultd.replication import wire
+from vaultd.replication.admission import Admission
 from vaultd.replication.connection import PeerConnection
 from vaultd.replication.peer_tls import PeerTls, cert_names_host
 
@@ -117,6 +120,7 @@ class RaftTransport(TCPTransport):
         self._tls = tls
         self._journal = journal
         self._reject = _RejectLog()
+        self._admission = Admission(self._member_ips)
         super().__init__(syncObj, selfNode, otherNodes)
 
     # --- the port ---------------------------------------------------------------------------------------------
@@ -137,16 +141,27 @@ class RaftTransport(TCPTransport):
         return conn
 
     def accept(self, sock: socket.socket) -> None:
-        pending = sum(1 for c in self._unknownConnections if not c.trusted)
-        if pending >= wire.MAX_PENDING_HANDSHAKES:
-            try:
-                remote = "%s:%s" % sock.getpeername()[:2]
-            except OSError:
-                remote = ""
+        try:
+            ip, port = sock.getpeername()[:2]
+        except OSError:
             sock.close()
-            self._reject(remote, "too_many_pending")
             return
-        self._onNewIncomingConnection(self._new_connection(sock))
+        pending = [c for c in self._unknownConnections if not c.trusted and c.state != CONNECTION_STATE.DISCONNECTED]
+        refusal, victim = self._admission.decide(ip, pending)
+        if refusal is not None:
+            sock.close()
+            self._reject(f"{ip}:{port}", refusal)
+            return
+        if victim is not None:
+            self._unknownConnections.discard(victim)
+            victim.close_rejected("evicted")
+        conn = self._new_connection(sock)
+        conn.member_source = self._admission.is_member_ip(ip)
+        self._onNewIncomingConnection(conn)
+
+    def _member_ips(self) -> set[str]:
+        nodes = [*self._nodes, self._selfNode]
+        return {ip for ip in (getattr(n, "ip", None) for n in nodes) if ip}
 
     def addNode(self, node: Any) -> None:  # noqa: N802 (same as TCPTransport.addNode, with our connection)
         self._nodes.add(node)
@@ -162,48 +177,62 @@ class RaftTransport(TCPTransport):
     def _onTick(self) -> None:  # noqa: N802
         super()._onTick()
         now = time.monotonic()
-        stale = [c for c in list(self._unknownConnections) + list(self._connections.values())
-                 if not c.trusted and c.state != CONNECTION_STATE.DISCONNECTED
-                 and now - c.started_at > wire.HANDSHAKE_TIMEOUT_SECONDS]
-        for conn in stale:
-            conn.close_rejected("handshake_timeout")
+        for conn in list(self._unknownConnections) + list(self._connections.values()):
+            if conn.trusted or conn.state == CONNECTION_STATE.DISCONNECTED:
+                continue
+            if now - conn.started_at > wire.HANDSHAKE_TIMEOUT_SECONDS:
+                conn.close_rejected("handshake_timeout")
+            elif not conn.outgoing and not conn.got_data and now - conn.started_at > wire.FIRST_BYTE_TIMEOUT_SECONDS:
+                conn.close_rejected("first_byte_timeout")
 
     def _onIncomingMessageReceived(self, conn: PeerConnection, message: Any) -> None:  # noqa: N802
-        """Before pysyncobj associates the connection with a node (or runs a utility command): with peer TLS the
-        client certificate must name the host of the member it claims to be (any member, for a utility)."""
-        if conn.sendRandKey and isinstance(message, list) and not (message and message[0] in UTILITY_COMMANDS):
-            # pysyncobj's own `add` would bypass the membership checks; an unknown command would reach
-            # `message in dict` with a list and raise on the tick thread.
+        """Before pysyncobj sees an incoming connection's handshake frames: refuse what it would raise on (on the
+        tick thread), what would bypass vaultd's checks, and, with peer TLS, identities the certificate does not
+        back. Every refusal closes the connection."""
+        if self._syncObj.encryptor is not None and not conn.sendRandKey:
+            # The first frame: pysyncobj's key exchange, a 32-byte random key (anything else is not a peer).
+            reason = None if isinstance(message, bytes) and len(message) == 32 else "bad_frame"
+        else:
+            reason = self._second_frame_refusal(conn, message)
+        if reason is not None:
             self._unknownConnections.discard(conn)
-            conn.close_rejected("utility_refused")
-            return
-        if conn.sendRandKey and not isinstance(message, (str, list)):
-            # pysyncobj would raise on the tick thread (an unhashable message).
-            self._unknownConnections.discard(conn)
-            conn.close_rejected("bad_frame")
-            return
-        if self._tls is not None and conn.sendRandKey:
-            der = conn.peer_certificate()
-            if isinstance(message, str):
-                host = message.rsplit(":", 1)[0].strip("[]")
-                ok = message in self._nodeAddrToNode and cert_names_host(der, host)
-            else:
-                ok = any(cert_names_host(der, addr.rsplit(":", 1)[0].strip("[]"))
-                         for addr in [*self._nodeAddrToNode, self._selfNode.address])
-            if not ok:
-                self._unknownConnections.discard(conn)
-                conn.close_rejected("tls_identity")
-                return
-        elif conn.sendRandKey and isinstance(message, str) and message not in self._nodeAddrToNode:
-            # Not a member (vaultd has no read-only nodes): pysyncobj would drop it too, but uncounted.
-            self._unknownConnections.discard(conn)
-            conn.close_rejected("unknown_peer")
+            conn.close_rejected(reason)
             return
         second_frame = bool(conn.sendRandKey)
         super()._onIncomingMessageReceived(conn, message)
         if second_frame and conn.state != CONNECTION_STATE.DISCONNECTED:
             # Bound to the key this side just sent: a live secret holder, not a replay (see connection.py).
             conn.trusted = True
+
+    def _second_frame_refusal(self, conn: PeerConnection, message: Any) -> str | None:
+        """Why the frame after the key exchange (a member's address or a utility command) is refused, if it is."""
+        if isinstance(message, list):
+            if not (message and isinstance(message[0], str) and message[0] in UTILITY_COMMANDS):
+                # pysyncobj's own `add` would bypass the membership checks; an unknown command would reach
+                # `message in dict` with a list, and an unhashable command name `command in dict`: both raise.
+                return "utility_refused"
+            if message[0] == "remove":
+                target = message[1] if len(message) == 2 and isinstance(message[1], str) else None
+                if target is None or target not in self._nodeAddrToNode:
+                    return "utility_refused"
+                if self._tls is not None and not cert_names_host(conn.peer_certificate(), _host(target)):
+                    # vaultd sends `remove` only for a node removing itself (membership.py); any other removal
+                    # goes through RemoveMember (admin policy, quorum checks). Without peer TLS the cluster
+                    # secret is the only identity, and its holder is a full peer anyway.
+                    return "utility_refused"
+            elif self._tls is not None and not any(
+                    cert_names_host(conn.peer_certificate(), _host(addr))
+                    for addr in [*self._nodeAddrToNode, self._selfNode.address]):
+                return "tls_identity"   # `transfer`: any member may move leadership (it does before a removal)
+            return None
+        if not isinstance(message, str):
+            return "bad_frame"   # pysyncobj would look it up in a dict: unhashable ones raise on the tick thread
+        if message not in self._nodeAddrToNode:
+            # Not a member (vaultd has no read-only nodes): pysyncobj would drop it too, but uncounted.
+            return "tls_identity" if self._tls is not None else "unknown_peer"
+        if self._tls is not None and not cert_names_host(conn.peer_certificate(), _host(message)):
+            return "tls_identity"
+        return None
 
     # --- durability -------------------------------------------------------------------------------------------
     def send(self, node: Any, message: Any) -> bool:
@@ -220,6 +249,10 @@ class RaftTransport(TCPTransport):
 def transport_class(*, frame_max: int, tls: PeerTls | None, journal: Any) -> Any:
     """What SyncObj's transportClass parameter receives: RaftTransport with vaultd's settings bound."""
     return functools.partial(RaftTransport, frame_max=frame_max, tls=tls, journal=journal)
+
+
+def _host(addr: str) -> str:
+    return addr.rsplit(":", 1)[0].strip("[]")
 
 
 def _is_ip(host: str) -> bool:

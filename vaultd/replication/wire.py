@@ -20,18 +20,39 @@ HANDSHAKE_FRAME_MAX_BYTES = 64 * 1024
 # A connection must prove the secret (and finish TLS) within this time, else it is closed:
 # a peer answers in milliseconds; a slowloris client would otherwise hold a slot forever.
 HANDSHAKE_TIMEOUT_SECONDS = 5.0
+# An accepted connection that sends nothing at all within this time is closed: a peer sends its first frame
+# (or its TLS ClientHello) the moment it is connected; an idle connection only holds a slot.
+FIRST_BYTE_TIMEOUT_SECONDS = 1.0
 # Accepted connections not yet trusted (see connection.py), at most. A cluster has a handful of members that
-# reconnect at most every connectionRetryTime; beyond the cap new connections are closed at accept, and an
-# untrusted connection buffers at most one handshake frame plus one receive chunk, so memory held for
-# anonymous clients stays below MAX_PENDING_HANDSHAKES * (64 + 64) KiB = 8 MiB.
+# reconnect at most every connectionRetryTime; beyond the cap a new connection evicts a lower-ranked pending
+# one or is refused (admission.py). An untrusted connection buffers at most one handshake frame plus one
+# receive chunk, so memory held for anonymous clients stays below MAX_PENDING_HANDSHAKES * (64 + 64) KiB = 8 MiB.
 MAX_PENDING_HANDSHAKES = 64
+# Pending connections one non-member source IP may hold: a member dials each node over one link at a time
+# (plus a probe or utility call now and then), so 8 is plenty for a legitimate host and leaves the other 56
+# slots to everyone else.
+MAX_PENDING_PER_SOURCE = 8
+# Handshakes a non-member source IP may start: tokens per second and bucket size. Each accepted connection
+# may cost a TLS 1.3 server handshake on the tick thread (about a millisecond of CPU); 10/s from one source and
+# 50/s from all non-member sources together keep that to a few percent of the tick thread. Member IPs are
+# exempt: a member's reconnects must never wait.
+HANDSHAKE_RATE_PER_SOURCE = 10.0
+HANDSHAKE_BURST_PER_SOURCE = 20.0
+NON_MEMBER_HANDSHAKE_RATE = 50.0
+NON_MEMBER_HANDSHAKE_BURST = 100.0
+# Per-source buckets remembered at most (memory bound under a spread-out flood; the shared bucket still holds).
+RATE_LIMITED_SOURCES_MAX = 4096
+# How often the set of member IPs is recomputed from the configuration (membership changes at runtime).
+MEMBER_IPS_REFRESH_SECONDS = 1.0
 # Bytes read from one connection per poll event: the tick thread also runs elections and heartbeats, so a fast
 # sender must not keep it in one read loop (the poll is level-triggered: the rest is read on the next round).
 READ_BUDGET_PER_EVENT = 1024 * 1024
 # Kernel listen backlog (pysyncobj uses 5, so a burst of connections made real peers' SYNs wait).
 LISTEN_BACKLOG = 128
-# Connections accepted per poll event, so a connection flood cannot monopolise the tick thread either.
-ACCEPT_BATCH = 64
+# Connections accepted per poll event, so a connection flood cannot monopolise the tick thread either. A
+# quarter of MAX_PENDING_HANDSHAKES: under a flood a new connection is the last to be evicted, so it survives at
+# least three poll rounds, in which a peer's first frame (sent at connect) is read and outranks the flood.
+ACCEPT_BATCH = 16
 LENGTH = struct.Struct("i")     # pysyncobj packs the length with native 'i' (little-endian on x86/ARM)
 
 
