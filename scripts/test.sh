@@ -19,6 +19,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 if [ ! -d .venv/node/node_modules/@grpc/grpc-js ] || [ ! -d .venv/node/node_modules/@grpc/proto-loader ]; then
   mkdir -p .venv/node
-  (cd .venv/node && npm install --silent --no-audit --no-fund @grpc/grpc-js@1 @grpc/proto-loader@0 >/dev/null)
+  (cd .venv/node && npm install --silent --no-audit --no-fund @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1 >/dev/null)
 fi
 exec .venv/bin/python -m pytest -q tests "$@"
