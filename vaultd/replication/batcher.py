@@ -171,17 +171,24 @@ class Batcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                prop = self._next_proposal_locked()
+                running, prop = self._next_proposal_locked()
             self._run_hooks()
-            if prop is None:
+            if not running:
                 return
-            self._send(prop)
+            if prop is not None:
+                self._send(prop)
 
-    def _next_proposal_locked(self) -> _Proposal | None:
+    def _next_proposal_locked(self) -> tuple[bool, _Proposal | None]:
+        """(still running, the next group to propose or None). Returns without a group when completion hooks
+        are waiting: an entry written off at its deadline must hand its result over now, not when the next
+        proposal leaves (on an idle follower that never happened, so its read-barrier group stayed busy and
+        every later linearizable read timed out)."""
         while True:
             if not self._running:
-                return None
+                return False, None
             self._expire_inflight_locked()
+            if self._hooks:
+                return True, None
             if self._queue and len(self._inflight) < self.max_inflight:
                 break
             self._cond.wait(0.05)
@@ -203,7 +210,7 @@ class Batcher:
             return self._next_proposal_locked()
         prop = _Proposal(group)
         self._inflight.append(prop)
-        return prop
+        return True, prop
 
     def _expire_inflight_locked(self) -> None:
         now = time.monotonic()
