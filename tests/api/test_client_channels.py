@@ -18,7 +18,7 @@ def test_threads_racing_to_a_new_endpoint_share_one_channel(monkeypatch: pytest.
         time.sleep(0.05)   # widen the window between "no channel yet" and "channel stored"
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vc.grpc, "insecure_channel", slow_channel)
+    monkeypatch.setattr(grpc, "insecure_channel", slow_channel)
     with vc.VaultClient(["127.0.0.1:1"]) as client:
         start = threading.Barrier(8)
         got: list[grpc.Channel] = []

@@ -1,28 +1,5 @@
-"""Python client for vaultd: failover across endpoints, safe retries, typed errors, streaming export/import.
-
-    with VaultClient(["127.0.0.1:7101", "127.0.0.1:7102"], ca_file="ca.crt", token=token) as c:
-        c.put("payments", "stripe_key", b"sk_live_...")
-        print(c.get("payments", "stripe_key").value)
-
-    with VaultClient.from_env() as c:     # VAULTD_ENDPOINTS, VAULTD_CA_FILE, VAULTD_TOKEN_FILE, ... (as the CLI)
-        ...
-
-Transport: TLS exactly when a CA file is given (the server's certificate is verified against it; with
-cert_file/key_file the client also presents a certificate, for servers that require mTLS), else plaintext.
-Every call carries `authorization: Bearer <token>` when a token is given.
-
-Why retries are safe: every write carries a request id generated once per logical call (uuid4) and reused
-by every attempt, and the server's state machine returns the first outcome for a repeated id. So the client
-retries UNAVAILABLE (no leader, node down, overloaded) and ambiguous outcomes (an attempt that timed out, a
-leader change mid-write) with exponential backoff until the call's own deadline, moving to the next endpoint
-each time. Everything else surfaces at once as a typed `VaultError` subclass carrying the server's
-(code, reason, metadata).
-
-Responses are the vaultd.v1 protobuf messages (Entry, Vault, ...); `message_to_dict` turns one into JSON-able
-data. Thread safety: one VaultClient may be shared by threads (grpc channels are thread-safe; the channel
-cache is guarded by a lock so two threads never open two channels to one endpoint; the preferred endpoint
-index is read without one, and a stale read of it only costs a failover).
-"""
+"""VaultClient: failover across endpoints, retries with one request id per call, streaming export/import (the
+package docstring, vaultd/client/__init__.py, says why retries are safe)."""
 
 from __future__ import annotations
 
@@ -30,268 +7,30 @@ import os
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, TypeVar
 
 import grpc
-from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from vaultd import tls
+from vaultd.client.credentials import (ENV_CA_FILE, ENV_CERT_FILE, ENV_ENDPOINTS, ENV_INSECURE_PLAINTEXT,
+                                       ENV_KEY_FILE, ENV_TOKEN, ENV_TOKEN_FILE, auth_metadata, read_token_file)
+from vaultd.client.errors import VaultError, retryable, error_from_rpc
+from vaultd.client.messages import as_bytes, consistency_value, enum_value, new_request_id
 from vaultd.v1 import auth_pb2, auth_pb2_grpc, cluster_pb2, cluster_pb2_grpc, vault_pb2, vault_pb2_grpc
-
-__all__ = [
-    "VaultClient", "VaultError", "InvalidArgument", "NotFound", "AlreadyExists", "FailedPrecondition",
-    "VersionMismatch", "LimitExceeded", "Unavailable", "DeadlineExceeded", "Cancelled", "InternalError",
-    "Unauthenticated", "PermissionDenied",
-    "txn_put", "txn_delete", "message_to_dict", "DEFAULT_MAX_MESSAGE_BYTES",
-]
 
 DEFAULT_TIMEOUT = 10.0
 # Client receive limit: the largest answer is a scan page of keys with values up to the value limit (1 MiB
 # default); beyond this the caller should page with a smaller page_size.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 IMPORT_CHUNK_BYTES = 256 * 1024
-ENV_ENDPOINTS = "VAULTD_ENDPOINTS"
-ENV_CA_FILE = "VAULTD_CA_FILE"
-ENV_CERT_FILE = "VAULTD_CERT_FILE"
-ENV_KEY_FILE = "VAULTD_KEY_FILE"
-ENV_TOKEN = "VAULTD_TOKEN"
-ENV_INSECURE_PLAINTEXT = "VAULTD_INSECURE_PLAINTEXT"
-ENV_TOKEN_FILE = "VAULTD_TOKEN_FILE"
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 1.0
 
 T = TypeVar("T")
 
-
-# --- errors ---------------------------------------------------------------------------------------------
-
-class VaultError(Exception):
-    """A failed call: the gRPC status code, the machine-readable reason and its metadata (never a value)."""
-
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str]) -> None:
-        super().__init__(f"{reason}: {message}" if message else reason)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.metadata = metadata
-
-
-class InvalidArgument(VaultError):
-    """INVALID_ARGUMENT: bad vault name, key, field or import file (reason says which)."""
-
-
-class NotFound(VaultError):
-    """NOT_FOUND: VAULT_NOT_FOUND or KEY_NOT_FOUND."""
-
-
-class AlreadyExists(VaultError):
-    """ALREADY_EXISTS: VAULT_EXISTS (or an existing key in a fail-if-exists import)."""
-
-
-class FailedPrecondition(VaultError):
-    """FAILED_PRECONDITION other than a version mismatch (e.g. a refused membership change)."""
-
-
-class VersionMismatch(FailedPrecondition):
-    """A compare-and-set lost: `expected` is what the call asked for, `actual` the current version (0: absent)."""
-
-    @property
-    def expected(self) -> int:
-        return int(self.metadata.get("expected_version", "0") or 0)
-
-    @property
-    def actual(self) -> int:
-        return int(self.metadata.get("actual_version", "0") or 0)
-
-
-class LimitExceeded(VaultError):
-    """RESOURCE_EXHAUSTED: TOO_MANY_VAULTS, VAULT_FULL, VALUE_TOO_LARGE, REQUEST_TOO_LARGE, OVERLOADED..."""
-
-
-class Unavailable(VaultError):
-    """UNAVAILABLE after every retry within the deadline: no leader, node(s) down or not ready."""
-
-
-class DeadlineExceeded(VaultError):
-    """The call's deadline passed. For a write the outcome is unknown: retry with the same request_id."""
-
-
-class Cancelled(VaultError):
-    """The call was cancelled."""
-
-
-class Unauthenticated(VaultError):
-    """UNAUTHENTICATED: the call carried no token, or a malformed, unknown, expired or revoked one."""
-
-
-class PermissionDenied(VaultError):
-    """PERMISSION_DENIED: the token lacks `capability` on `vault` (both in metadata; vault "*" = cluster-wide)."""
-
-    @property
-    def capability(self) -> str:
-        return self.metadata.get("capability", "")
-
-    @property
-    def vault(self) -> str:
-        return self.metadata.get("vault", "")
-
-
-class InternalError(VaultError):
-    """INTERNAL, UNKNOWN, UNIMPLEMENTED and anything else: a server bug or version skew."""
-
-
-_CODE_CLASSES: dict[grpc.StatusCode, type[VaultError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceeded,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-    grpc.StatusCode.CANCELLED: Cancelled,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-}
-
-
-def _fallback_reason(code: grpc.StatusCode, details: str) -> str:
-    """Reason for statuses produced by gRPC itself (no ErrorInfo): oversize messages, refused connections."""
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
-        # The client's own receive limit is far above any server answer, so this is the server's verdict.
-        return "REQUEST_TOO_LARGE"
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return "OVERLOADED"
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return "CONNECTION_FAILED"
-    return code.name
-
-
-def error_from_rpc(err: grpc.RpcError) -> VaultError:
-    """Translate a grpc.RpcError into the typed exception, reading google.rpc.ErrorInfo when present."""
-    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-    details = (err.details() if hasattr(err, "details") else "") or ""
-    reason, metadata = "", {}
-    try:
-        status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    except (ValueError, AttributeError):
-        status = None
-    if status is not None:
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
-                reason, metadata = info.reason, dict(info.metadata)
-                break
-    if not reason:
-        reason = _fallback_reason(code, details)
-    cls = _CODE_CLASSES.get(code, InternalError)
-    if reason == "VERSION_MISMATCH":
-        cls = VersionMismatch
-    return cls(code, reason, details, metadata)
-
-
-def _retryable(exc: VaultError) -> bool:
-    """UNAVAILABLE always; DEADLINE_EXCEEDED of one attempt (the call's own deadline is checked separately)."""
-    return isinstance(exc, (Unavailable, DeadlineExceeded))
-
-
-# --- helpers --------------------------------------------------------------------------------------------
-
-def txn_put(key: str, value: bytes | str, expected_version: int | None = None) -> vault_pb2.TxnOp:
-    op = vault_pb2.TxnPut(key=key, value=_as_bytes(value))
-    if expected_version is not None:
-        op.expected_version = expected_version
-    return vault_pb2.TxnOp(put=op)
-
-
-def txn_delete(key: str, expected_version: int | None = None) -> vault_pb2.TxnOp:
-    op = vault_pb2.TxnDelete(key=key)
-    if expected_version is not None:
-        op.expected_version = expected_version
-    return vault_pb2.TxnOp(delete=op)
-
-
-def message_to_dict(message: Message) -> dict[str, Any]:
-    """Protobuf message -> JSON-able dict: proto field names, bytes as base64, timestamps RFC 3339, and
-    64-bit integers as numbers (the proto3 JSON mapping writes them as strings, which scripts trip over)."""
-    data = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
-    _int64_as_numbers(message.DESCRIPTOR, data)
-    return data
-
-
-_INT64_TYPES = frozenset({FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
-                          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64})
-
-
-def _int64_as_numbers(descriptor: Any, data: dict[str, Any]) -> None:
-    if descriptor.full_name.startswith("google.protobuf."):  # well-known types have their own JSON form
-        return
-    for field in descriptor.fields:
-        if field.name not in data:
-            continue
-        repeated = field.is_repeated
-        values = data[field.name] if repeated else [data[field.name]]
-        if field.type in _INT64_TYPES:
-            converted = [int(v) for v in values]
-            data[field.name] = converted if repeated else converted[0]
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            for v in values:
-                if isinstance(v, dict):
-                    _int64_as_numbers(field.message_type, v)
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def _consistency(value: str | int | None) -> int:
-    if value is None or value == "":
-        return vault_pb2.CONSISTENCY_UNSPECIFIED
-    if isinstance(value, int):
-        return value
-    return vault_pb2.Consistency.Value("CONSISTENCY_" + value.upper())
-
-
-def _enum(enum: Any, prefix: str, value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    return enum.Value(prefix + value.upper().replace("-", "_"))
-
-
-def _new_request_id() -> str:
-    return str(uuid.uuid4())
-
-
-def read_token_file(path: str) -> str:
-    """The token on the first line of `path` (the message of a failure names the file, never its content)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.readline().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"cannot read token file {path}: {reason}") from None
-    if not token:
-        raise ValueError(f"token file {path} is empty")
-    return token
-
-
-def _auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
-    if not token:
-        return ()
-    if not all(0x21 <= ord(ch) <= 0x7E for ch in token):   # what an HTTP/2 header value can carry unquoted
-        raise ValueError("the token holds characters other than printable ASCII (spaces and newlines included)")
-    return (("authorization", f"Bearer {token}"),)
-
-
-# --- the client -----------------------------------------------------------------------------------------
 
 class VaultClient:
     """A connection to a vaultd cluster through any of `endpoints` ("host:port").
@@ -302,7 +41,8 @@ class VaultClient:
 
     `ca_file` (PEM) turns TLS on and is what the servers' certificates are verified against; `cert_file` and
     `key_file` add a client certificate (mTLS). `token` is sent as `authorization: Bearer <token>` on every
-    call, and only over TLS unless `insecure_plaintext=True`. Unreadable or mismatched files raise ValueError (vaultd.tls.TLSFileError) here, not on the first call.
+    call, and only over TLS unless `insecure_plaintext=True`. Unreadable or mismatched files raise ValueError
+    (vaultd.tls.TLSFileError) here, not on the first call.
     """
 
     def __init__(self, endpoints: Sequence[str] | str, timeout: float = DEFAULT_TIMEOUT,
@@ -334,7 +74,7 @@ class VaultClient:
             raise ValueError("refusing to send a token without TLS: give ca_file (--ca-file, VAULTD_CA_FILE), "
                              "or insecure_plaintext=True (--insecure-plaintext) to send it in the clear on purpose")
         self._credentials = tls.channel_credentials(ca_file, cert_file, key_file) if ca_file else None
-        self._auth = _auth_metadata(token)
+        self._auth = auth_metadata(token)
         self._channels: dict[str, grpc.Channel] = {}
         self._channels_lock = threading.Lock()
         self._preferred = 0
@@ -435,7 +175,7 @@ class VaultClient:
             except grpc.RpcError as err:
                 error = self._explain(error_from_rpc(err))
             attempt += 1
-            if not retry or not _retryable(error):
+            if not retry or not retryable(error):
                 raise error
             sleep = min(backoff, _BACKOFF_MAX) * random.uniform(0.5, 1.0)
             if time.monotonic() + sleep >= deadline:
@@ -455,21 +195,21 @@ class VaultClient:
     # --- vaults ---
     def create_vault(self, name: str, description: str = "", owner: str = "", tags: Iterable[str] = (),
                      *, request_id: str | None = None, timeout: float | None = None) -> vault_pb2.Vault:
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         req = vault_pb2.CreateVaultRequest(name=name, description=description, owner=owner, tags=list(tags),
                                            request_id=rid)
         return self._unary("vault", "CreateVault", req, timeout, rid)
 
     def get_vault(self, name: str, consistency: str | int | None = None, *,
                   timeout: float | None = None) -> vault_pb2.Vault:
-        req = vault_pb2.GetVaultRequest(name=name, consistency=_consistency(consistency))
+        req = vault_pb2.GetVaultRequest(name=name, consistency=consistency_value(consistency))
         return self._unary("vault", "GetVault", req, timeout)
 
     def update_vault(self, name: str, *, description: str | None = None, owner: str | None = None,
                      tags: Iterable[str] | None = None, request_id: str | None = None,
                      timeout: float | None = None) -> vault_pb2.Vault:
         """Change only the fields given (an update_mask names them)."""
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         req = vault_pb2.UpdateVaultRequest(name=name, request_id=rid)
         if description is not None:
             req.description = description
@@ -487,7 +227,7 @@ class VaultClient:
     def list_vaults(self, page_size: int = 0, page_token: str = "", consistency: str | int | None = None, *,
                     timeout: float | None = None) -> vault_pb2.ListVaultsResponse:
         req = vault_pb2.ListVaultsRequest(page_size=page_size, page_token=page_token,
-                                          consistency=_consistency(consistency))
+                                          consistency=consistency_value(consistency))
         return self._unary("vault", "ListVaults", req, timeout)
 
     def iter_vaults(self, page_size: int = 0, consistency: str | int | None = None) -> Iterator[vault_pb2.Vault]:
@@ -500,14 +240,14 @@ class VaultClient:
                 return
 
     def delete_vault(self, name: str, *, request_id: str | None = None, timeout: float | None = None) -> int:
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         resp = self._unary("vault", "DeleteVault", vault_pb2.DeleteVaultRequest(name=name, request_id=rid),
                            timeout, rid)
         return int(resp.deleted_keys)
 
     def copy_vault(self, source: str, destination: str, *, request_id: str | None = None,
                    timeout: float | None = None) -> int:
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         req = vault_pb2.CopyVaultRequest(source=source, destination=destination, request_id=rid)
         return int(self._unary("vault", "CopyVault", req, timeout, rid).copied_keys)
 
@@ -518,20 +258,20 @@ class VaultClient:
     def put(self, vault: str, key: str, value: bytes | str, expected_version: int | None = None, *,
             request_id: str | None = None, timeout: float | None = None) -> vault_pb2.PutResponse:
         """Create or replace a key; with expected_version a compare-and-set (0 = must not exist)."""
-        rid = request_id or _new_request_id()
-        req = vault_pb2.PutRequest(vault=vault, key=key, value=_as_bytes(value), request_id=rid)
+        rid = request_id or new_request_id()
+        req = vault_pb2.PutRequest(vault=vault, key=key, value=as_bytes(value), request_id=rid)
         if expected_version is not None:
             req.expected_version = expected_version
         return self._unary("vault", "Put", req, timeout, rid)
 
     def get(self, vault: str, key: str, consistency: str | int | None = None, *,
             timeout: float | None = None) -> vault_pb2.Entry:
-        req = vault_pb2.GetRequest(vault=vault, key=key, consistency=_consistency(consistency))
+        req = vault_pb2.GetRequest(vault=vault, key=key, consistency=consistency_value(consistency))
         return self._unary("vault", "Get", req, timeout)
 
     def delete(self, vault: str, key: str, expected_version: int | None = None, *,
                request_id: str | None = None, timeout: float | None = None) -> bool:
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         req = vault_pb2.DeleteRequest(vault=vault, key=key, request_id=rid)
         if expected_version is not None:
             req.expected_version = expected_version
@@ -541,7 +281,7 @@ class VaultClient:
              keys_only: bool = False, consistency: str | int | None = None, *,
              timeout: float | None = None) -> vault_pb2.ScanResponse:
         req = vault_pb2.ScanRequest(vault=vault, prefix=prefix, page_size=page_size, page_token=page_token,
-                                    keys_only=keys_only, consistency=_consistency(consistency))
+                                    keys_only=keys_only, consistency=consistency_value(consistency))
         return self._unary("vault", "Scan", req, timeout)
 
     def iter_scan(self, vault: str, prefix: str = "", page_size: int = 0, keys_only: bool = False,
@@ -558,7 +298,7 @@ class VaultClient:
     def txn(self, vault: str, ops: Iterable[vault_pb2.TxnOp], *, request_id: str | None = None,
             timeout: float | None = None) -> vault_pb2.TxnResponse:
         """All-or-nothing puts/deletes (build ops with txn_put / txn_delete)."""
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         req = vault_pb2.TxnRequest(vault=vault, ops=list(ops), request_id=rid)
         return self._unary("vault", "Txn", req, timeout, rid)
 
@@ -570,7 +310,7 @@ class VaultClient:
         Fails over only until the first piece arrives: a stream cut midway raises, since a restarted export
         would be a different point-in-time view.
         """
-        req = vault_pb2.ExportVaultRequest(name=name, consistency=_consistency(consistency))
+        req = vault_pb2.ExportVaultRequest(name=name, consistency=consistency_value(consistency))
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
 
@@ -608,10 +348,11 @@ class VaultClient:
         """Stream a file (native export, flat JSON or dotenv) into a vault; all-or-nothing.
 
         `source` is bytes or a binary file object; a seekable file (or bytes) is re-sent on a retry and its
-        size is announced (so the server refuses an upload cut short), a non-seekable one is sent once. format: native | flat_json | dotenv; mode: fail_if_exists |
+        size is announced (so the server refuses an upload cut short), a non-seekable one is sent once.
+        format: native | flat_json | dotenv; mode: fail_if_exists |
         overwrite | skip_existing.
         """
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         stream_obj: IO[bytes] | None = None if isinstance(source, (bytes, bytearray, memoryview)) else source
         start = stream_obj.tell() if stream_obj is not None and stream_obj.seekable() else None
         replayable = stream_obj is None or start is not None
@@ -624,8 +365,8 @@ class VaultClient:
         else:
             size = 0  # unknown: a pipe
         header = vault_pb2.ImportHeader(
-            vault=vault, format=_enum(vault_pb2.ImportFormat, "IMPORT_FORMAT_", format),
-            mode=_enum(vault_pb2.ImportMode, "IMPORT_MODE_", mode), request_id=rid, size=size)
+            vault=vault, format=enum_value(vault_pb2.ImportFormat, "IMPORT_FORMAT_", format),
+            mode=enum_value(vault_pb2.ImportMode, "IMPORT_MODE_", mode), request_id=rid, size=size)
 
         def chunks() -> Iterator[vault_pb2.ImportChunk]:
             yield vault_pb2.ImportChunk(header=header)
@@ -697,7 +438,7 @@ class VaultClient:
     def put_policy(self, name: str, rules: Iterable[tuple[str, Iterable[str]]], *, request_id: str | None = None,
                    timeout: float | None = None) -> auth_pb2.Policy:
         """Create or replace a policy; `rules` are (vault_glob, capabilities) pairs."""
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         req = auth_pb2.Policy(name=name, request_id=rid, rules=[
             auth_pb2.PolicyRule(vault_glob=glob, capabilities=list(caps)) for glob, caps in rules])
         return self._auth_call("PutPolicy", req, timeout, rid)
@@ -709,21 +450,21 @@ class VaultClient:
         return list(self._auth_call("ListPolicies", auth_pb2.ListPoliciesRequest(), timeout).policies)
 
     def delete_policy(self, name: str, *, request_id: str | None = None, timeout: float | None = None) -> None:
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         self._auth_call("DeletePolicy", auth_pb2.DeletePolicyRequest(name=name, request_id=rid), timeout, rid)
 
     def create_token(self, name: str, policies: Iterable[str] = (), ttl_seconds: int = 0, *,
                      request_id: str | None = None, timeout: float | None = None) -> auth_pb2.CreateTokenResponse:
         """A new token; `.secret` (the bearer token) is in this answer only. A retry whose first attempt
         created the token gets FailedPrecondition TOKEN_ALREADY_CREATED (metadata token_id): revoke that one."""
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         req = auth_pb2.CreateTokenRequest(name=name, policies=list(policies), ttl_seconds=ttl_seconds,
                                           request_id=rid)
         return self._auth_call("CreateToken", req, timeout, rid)
 
     def revoke_token(self, token_id: str, *, request_id: str | None = None,
                      timeout: float | None = None) -> auth_pb2.Token:
-        rid = request_id or _new_request_id()
+        rid = request_id or new_request_id()
         return self._auth_call("RevokeToken", auth_pb2.RevokeTokenRequest(token_id=token_id, request_id=rid),
                                timeout, rid)
 
