@@ -3,7 +3,6 @@ in a real in-process server: what it leaves in `current_caller` for an outer wra
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,10 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.cluster import free_port
+from tests.api.conftest import in_process_node
 from vaultd.api import errors
 from vaultd.api.auth import ROOT_PRINCIPAL, Authenticator, new_token
-from vaultd.api.server import build_server
-from vaultd.config import NodeConfig
 from vaultd.observability.context import Caller, current_caller
-from vaultd.replication import ReplicatedNode
 from vaultd.store import StateMachine
 from vaultd.store import commands as c
 from vaultd.store.results import PolicyRule
@@ -102,9 +98,6 @@ def served(tmp_path: Path) -> Iterator[tuple[str, list[Caller]]]:
     root_file = tmp_path / "root-token"
     root_file.write_text(ROOT + "\n")
     root_file.chmod(0o600)
-    cfg = NodeConfig(node_id="n1", data_dir=str(tmp_path), raft_addr=f"127.0.0.1:{free_port()}",
-                     grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="s" * 32, unsafe_no_fsync=True,
-                     root_token_file=str(root_file), insecure_plaintext=True)
     seen: list[Caller] = []
 
     def audit(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -120,21 +113,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, list[Caller]]]:
         return grpc.unary_unary_rpc_method_handler(behavior, handler.request_deserializer,
                                                    handler.response_serializer)
 
-    machine = StateMachine(cfg.db_path)
-    node = ReplicatedNode(cfg, machine)
-    node.start()
-    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, wrappers=[audit])
-    server.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not node.is_ready() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert node.is_ready()
+    with in_process_node(tmp_path, [audit], root_token_file=str(root_file), insecure_no_auth=False) as (cfg, _):
         yield cfg.grpc_addr, seen
-    finally:
-        server.stop(1)
-        node.stop()
-        machine.close()
 
 
 def test_the_wrapper_fills_the_outer_callers_identity_never_the_secret(served: tuple[str, list[Caller]]) -> None:

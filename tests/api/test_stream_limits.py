@@ -16,17 +16,13 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.cluster import free_port
+from tests.api.conftest import in_process_node
 from vaultd import client as vc
 from vaultd import config
-from vaultd.api.server import build_server
 from vaultd.api.targets import keys_of, vaults_of
 from vaultd.api.vault_service import MAX_IMPORT_BYTES
-from vaultd.config import NodeConfig
 from vaultd.observability.audit import AuditLog
 from vaultd.observability.rpc_metrics import RpcMetrics
-from vaultd.replication import ReplicatedNode
-from vaultd.store.machine import StateMachine
 from vaultd.v1 import vault_pb2, vault_pb2_grpc
 
 pytestmark = pytest.mark.timeout(90)
@@ -48,28 +44,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     reading really stalls the server's send. With an audit log, to see what it records of cut streams."""
     tmp: Path = tmp_path_factory.mktemp("streams")
     audit = AuditLog(str(tmp / "audit.log"), "n1", vaults_of, keys_of)
-    cfg = NodeConfig(node_id="n1", data_dir=str(tmp), raft_addr=f"127.0.0.1:{free_port()}",
-                     grpc_addr=f"127.0.0.1:{free_port()}", cluster_secret="test-secret", unsafe_no_fsync=True,
-                     insecure_plaintext=True, insecure_no_auth=True, grpc_workers=4,
-                     max_concurrent_streams=MAX_STREAMS, stream_max_seconds=STREAM_SECONDS)
-    machine = StateMachine(cfg.db_path)
-    node = ReplicatedNode(cfg, machine)
-    node.start()
-    server = build_server(node=node, machine=machine, stats=None, cfg=cfg, wrappers=[RpcMetrics(), audit])
-    server.start()
     try:
-        deadline = time.monotonic() + 20
-        while not node.is_ready() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert node.is_ready()
-        with vc.VaultClient([cfg.grpc_addr], timeout=20.0) as client:
-            for i in range(30):
-                client.put(BIG_VAULT, f"k{i:02d}", bytes([i]) * (1 << 20))
-        yield Served(cfg.grpc_addr, tmp / "audit.log")
+        with in_process_node(tmp, [RpcMetrics(), audit], grpc_workers=4, max_concurrent_streams=MAX_STREAMS,
+                             stream_max_seconds=STREAM_SECONDS) as (cfg, _):
+            with vc.VaultClient([cfg.grpc_addr], timeout=20.0) as client:
+                for i in range(30):
+                    client.put(BIG_VAULT, f"k{i:02d}", bytes([i]) * (1 << 20))
+            yield Served(cfg.grpc_addr, tmp / "audit.log")
     finally:
-        server.stop(1)
-        node.stop()
-        machine.close()
         audit.close()
 
 
